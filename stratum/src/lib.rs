@@ -1,0 +1,6 @@
+//! Stratum v1 as hashsplit speaks it: the wire protocol and the share math.
+//!
+//! This crate sits at both edges of the data path. Sessions (miner side) and
+//! upstreams (pool side) turn each line into a typed message here, once, and
+//! every share a miner submits is checked by the hash path here before the
+//! router sees it. It opens no sockets and knows nothing of policy.
