@@ -4,3 +4,9 @@
 //! upstreams (pool side) turn each line into a typed message here, once, and
 //! every share a miner submits is checked by the hash path here before the
 //! router sees it. It opens no sockets and knows nothing of policy.
+
+#![forbid(unsafe_code)]
+
+pub mod units;
+
+pub use units::{Difficulty, Hashrate, Target, UnitError, Work};
