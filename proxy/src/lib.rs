@@ -4,3 +4,5 @@
 //! Miners connect to a session; each submit is validated with
 //! `hashsplit_stratum` and routed to the upstream the policy engine
 //! (`hashsplit_policy`) assigned. The daemon lands with the proxy issue.
+pub mod extranonce;
+pub mod vardiff;

@@ -1,0 +1,126 @@
+//! Proxy-chosen extranonce1 prefixes, unique among connected miners.
+//!
+//! Every miner gets `P` bytes of extranonce1 that no other connected miner
+//! has, so two miners mining the same pool job never search the same
+//! coinbase. A prefix returns to the pool of free ones when its
+//! [`Extranonce1`] guard is dropped (the session ended).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+/// Hands out unique extranonce1 prefixes of a fixed size.
+#[derive(Debug, Clone)]
+pub struct ExtranonceAllocator {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    size: usize,
+    /// Number of distinct prefixes: 2^(8·size), saturating.
+    space: u128,
+    in_use: HashSet<u64>,
+    /// Where the next search starts, so a freed prefix is not handed out
+    /// again at once (late answers for the old miner cannot be confused).
+    cursor: u64,
+}
+
+impl ExtranonceAllocator {
+    /// Returns an allocator of `size`-byte prefixes (1..=8).
+    ///
+    /// # Panics
+    /// If `size` is 0 or more than 8; the config validates it.
+    pub fn new(size: usize) -> Self {
+        assert!(
+            (1..=8).contains(&size),
+            "extranonce1 size {size} outside 1..=8"
+        );
+        ExtranonceAllocator {
+            inner: Arc::new(Mutex::new(Inner {
+                size,
+                space: 1u128 << (8 * size),
+                in_use: HashSet::new(),
+                cursor: 0,
+            })),
+        }
+    }
+
+    /// Returns a prefix no connected miner holds, or `None` when all are
+    /// taken.
+    pub fn allocate(&self) -> Option<Extranonce1> {
+        let mut inner = self.inner.lock().expect("allocator lock");
+        if inner.in_use.len() as u128 >= inner.space {
+            return None;
+        }
+        loop {
+            let candidate = inner.cursor;
+            inner.cursor = ((u128::from(inner.cursor) + 1) % inner.space) as u64;
+            if inner.in_use.insert(candidate) {
+                let bytes = candidate.to_be_bytes()[8 - inner.size..].to_vec();
+                return Some(Extranonce1 {
+                    value: candidate,
+                    bytes,
+                    allocator: Arc::clone(&self.inner),
+                });
+            }
+        }
+    }
+
+    /// Returns how many prefixes are held now.
+    pub fn in_use(&self) -> usize {
+        self.inner.lock().expect("allocator lock").in_use.len()
+    }
+}
+
+/// A held extranonce1 prefix; dropping it frees the prefix.
+#[derive(Debug)]
+pub struct Extranonce1 {
+    value: u64,
+    bytes: Vec<u8>,
+    allocator: Arc<Mutex<Inner>>,
+}
+
+impl Extranonce1 {
+    /// Returns the prefix bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Extranonce1 {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.allocator.lock() {
+            inner.in_use.remove(&self.value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_unique_while_held_and_reused_after_release() {
+        let allocator = ExtranonceAllocator::new(1);
+        let held: Vec<_> = (0..256).map(|_| allocator.allocate().unwrap()).collect();
+        let distinct: HashSet<_> = held.iter().map(|e| e.as_bytes().to_vec()).collect();
+        assert_eq!(distinct.len(), 256);
+        assert!(held.iter().all(|e| e.as_bytes().len() == 1));
+        assert!(allocator.allocate().is_none(), "space exhausted");
+
+        drop(held);
+        assert_eq!(allocator.in_use(), 0);
+        assert!(allocator.allocate().is_some(), "freed prefixes come back");
+    }
+
+    #[test]
+    fn a_freed_prefix_is_not_handed_out_next() {
+        let allocator = ExtranonceAllocator::new(2);
+        let first = allocator.allocate().unwrap();
+        let first_bytes = first.as_bytes().to_vec();
+        drop(first);
+        let second = allocator.allocate().unwrap();
+        assert_ne!(second.as_bytes(), &first_bytes[..]);
+        assert_eq!(second.as_bytes().len(), 2);
+    }
+}
