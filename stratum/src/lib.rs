@@ -4,9 +4,18 @@
 //! upstreams (pool side) turn each line into a typed message here, once, and
 //! every share a miner submits is checked by the hash path here before the
 //! router sees it. It opens no sockets and knows nothing of policy.
+//!
+//! - [`message`]: the JSON-RPC envelope: requests, notifications, responses,
+//!   ids and Stratum errors.
+//! - [`error`]: what was wrong with a line that could not be read.
+//! - [`units`]: difficulty, targets, work and hashrate.
 
 #![forbid(unsafe_code)]
 
+pub mod error;
+pub mod message;
 pub mod units;
 
+pub use error::{Field, ParseError, ParseErrorKind};
+pub use message::{Id, Message, Notification, Request, Response, StratumError};
 pub use units::{Difficulty, Hashrate, Target, UnitError, Work};
