@@ -7,6 +7,7 @@
 //!
 //! - [`message`]: the JSON-RPC envelope: requests, notifications, responses,
 //!   ids and Stratum errors.
+//! - [`method`]: typed methods for both directions and typed results.
 //! - [`error`]: what was wrong with a line that could not be read.
 //! - [`units`]: difficulty, targets, work and hashrate.
 
@@ -14,8 +15,13 @@
 
 pub mod error;
 pub mod message;
+pub mod method;
 pub mod units;
 
 pub use error::{Field, ParseError, ParseErrorKind};
 pub use message::{Id, Message, Notification, Request, Response, StratumError};
+pub use method::{
+    ClientMethod, Configure, ConfigureResult, Incoming, Method, Notify, ServerMethod, Submit,
+    SubscribeResult, Verdict, VersionRolling,
+};
 pub use units::{Difficulty, Hashrate, Target, UnitError, Work};
