@@ -5,6 +5,7 @@
 //! every share a miner submits is checked by the hash path here before the
 //! router sees it. It opens no sockets and knows nothing of policy.
 //!
+//! - [`codec`]: splits a byte stream into lines, with a maximum length.
 //! - [`message`]: the JSON-RPC envelope: requests, notifications, responses,
 //!   ids and Stratum errors.
 //! - [`method`]: typed methods for both directions and typed results.
@@ -13,11 +14,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod error;
 pub mod message;
 pub mod method;
 pub mod units;
 
+pub use codec::{CodecError, LineCodec};
 pub use error::{Field, ParseError, ParseErrorKind};
 pub use message::{Id, Message, Notification, Request, Response, StratumError};
 pub use method::{
