@@ -228,9 +228,21 @@ impl Configure {
             };
             let min_bit_count = match other_params.remove(MIN_BIT_COUNT_KEY) {
                 None => 0,
-                // BIP-0310 types it as a hex string; miners send a number.
-                Some(v) if v.is_string() => mask((&v, Field::Key(MIN_BIT_COUNT_KEY)))?,
-                Some(v) => integer((&v, Field::Key(MIN_BIT_COUNT_KEY)), 32)? as u32,
+                Some(v) => {
+                    let field = Field::Key(MIN_BIT_COUNT_KEY);
+                    // BIP-0310 types it as a hex string; miners send a number.
+                    let count = match v.as_str() {
+                        Some(_) => mask((&v, field))?.into(),
+                        None => integer((&v, field), 32)?,
+                    };
+                    if count > 32 {
+                        return Err(ParseErrorKind::OutOfRange {
+                            field,
+                            value: excerpt(&v),
+                        });
+                    }
+                    count as u32
+                }
             };
             Some(VersionRolling {
                 mask: rolling_mask,
@@ -349,6 +361,28 @@ mod tests {
             c.other_params.get("minimum-difficulty.value"),
             Some(&json!(2048))
         );
+    }
+
+    #[test]
+    fn configure_reads_min_bit_count_as_number_or_hex_string() {
+        let rolling = |count: Value| {
+            call(
+                "mining.configure",
+                json!([["version-rolling"], {"version-rolling.min-bit-count": count}]),
+            )
+        };
+        let count_of = |m: ClientMethod| match m {
+            ClientMethod::Configure(c) => c.version_rolling.unwrap().min_bit_count,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(count_of(rolling(json!(16)).unwrap()), 16);
+        assert_eq!(count_of(rolling(json!("10")).unwrap()), 16);
+        for bad in [json!(33), json!("21"), json!(-1)] {
+            assert!(
+                matches!(rolling(bad.clone()), Err(ParseErrorKind::OutOfRange { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
