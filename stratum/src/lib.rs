@@ -5,20 +5,36 @@
 //! every share a miner submits is checked by the hash path here before the
 //! router sees it. It opens no sockets and knows nothing of policy.
 //!
-//! - `units`: [`Difficulty`], [`Target`], [`Work`], [`Hashrate`].
-//! - `share`: a prepared [`Job`], a decoded [`Submission`], and validation
-//!   into a [`Verdict`] or a [`Reject`] (`reject`), on a SHA-256d path that
-//!   drives raw compressions (`sha256d`).
+//! - [`codec`]: splits a byte stream into lines, with a maximum length.
+//! - [`message`]: the JSON-RPC envelope: requests, notifications, responses,
+//!   ids and Stratum errors.
+//! - [`method`]: typed methods for both directions and typed results.
+//! - [`error`]: what was wrong with a line that could not be read.
+//! - [`units`]: [`Difficulty`], [`Target`], [`Work`], [`Hashrate`].
+//! - [`share`]: a prepared [`Job`], a decoded [`Submission`], and validation
+//!   into a [`SubmitResult`] or a [`Reject`] ([`reject`]), on a SHA-256d path
+//!   that drives raw compressions.
 //! - `bin/share-bench`: how close that path runs to the SHA-256 floor.
 
 #![forbid(unsafe_code)]
 
-pub mod units;
-
-pub use units::{Difficulty, Hashrate, Target, UnitError, Work};
+pub mod codec;
+pub mod error;
+pub mod message;
+pub mod method;
 pub mod reject;
 mod sha256d;
 pub mod share;
+pub mod units;
+
+pub use codec::{CodecError, LineCodec};
+pub use error::{ParseError, ParseErrorKind};
+pub use message::{Id, Message, Notification, Request, Response, StratumError};
+pub use method::{
+    ClientMethod, Configure, ConfigureResult, Incoming, Method, Notify, ServerMethod, Submit,
+    SubmitResult, SubscribeResult, VersionRolling,
+};
+pub use units::{Difficulty, Hashrate, Target, UnitError, Work};
 
 pub use reject::{Field, Reject};
 pub use share::{Job, JobError, JobParts, ShareContext, ShareKey, Submission, Verdict};

@@ -14,6 +14,7 @@
 //! orders them: [`Job::check`] (ntime window, version bits) then
 //! [`Job::judge`] (SHA-256d and the three targets).
 
+use crate::method::Notify;
 use crate::reject::{Field, Reject};
 use crate::sha256d::{
     IV, compress, compress_blocks, pad_message, sha256_of_state, sha256d, sha256d_64,
@@ -135,6 +136,22 @@ impl Job {
             coinb2: parts.coinb2.to_vec(),
             prevhash: *parts.prevhash,
         })
+    }
+
+    /// Prepares the job of a `mining.notify` (see [`Job::new`]).
+    pub fn from_notify(notify: &Notify, extranonce_len: usize) -> Result<Job, JobError> {
+        Job::new(
+            JobParts {
+                prevhash: &notify.prevhash,
+                coinb1: &notify.coinb1,
+                coinb2: &notify.coinb2,
+                merkle_branch: &notify.merkle_branch,
+                version: notify.version,
+                nbits: notify.nbits,
+                ntime: notify.ntime,
+            },
+            extranonce_len,
+        )
     }
 
     /// Returns the job's block version before rolling.

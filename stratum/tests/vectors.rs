@@ -184,6 +184,32 @@ fn a_changed_nonce_ntime_extranonce2_or_version_bit_is_no_block() {
 }
 
 #[test]
+fn a_notify_line_prepares_the_same_job() {
+    use hashsplit_stratum::{Incoming, ServerMethod};
+    for v in vectors() {
+        let c = case(&v.json);
+        let n = &v.json["notify"];
+        let line = serde_json::json!({
+            "id": null,
+            "method": "mining.notify",
+            "params": [n["job_id"], n["prevhash"], n["coinb1"], n["coinb2"],
+                       n["merkle_branch"], n["version"], n["nbits"], n["ntime"], n["clean_jobs"]],
+        })
+        .to_string();
+        let Ok(Incoming::Call {
+            method: ServerMethod::Notify(notify),
+            ..
+        }) = Incoming::<ServerMethod>::from_line(&line)
+        else {
+            panic!("{}: notify does not parse", v.name);
+        };
+        let job = Job::from_notify(&notify, c.job.extranonce_len()).unwrap();
+        let verdict = job.validate(&block_only(&c), &c.submission).unwrap();
+        assert!(verdict.meets_network, "{}", v.name);
+    }
+}
+
+#[test]
 fn a_real_block_still_counts_when_the_miner_target_is_absurdly_high() {
     // Difficulty above the network's: the block must not be dropped.
     let v = &vectors()[0];

@@ -1,0 +1,322 @@
+//! [`LineCodec`]: newline-delimited UTF-8 lines with a hard length limit.
+//!
+//! Stratum v1 is one JSON object per line. The limit is what keeps a peer
+//! that never sends `\n` from growing the read buffer without bound: once a
+//! line (finished or not) is longer than the limit the decoder fails, and
+//! since `FramedRead` ends the stream after an error, the connection closes.
+//! There is no attempt to skip to the next line: a peer that sends such a
+//! line is broken or hostile.
+
+use bytes::{BufMut, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+/// Errors that end a line-oriented connection.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// A line (not counting `\r\n`) grew past the limit.
+    #[error("line longer than {limit} bytes")]
+    LineTooLong {
+        /// The configured maximum line length.
+        limit: usize,
+    },
+    /// A line is not valid UTF-8.
+    #[error("line is not UTF-8 (invalid byte at offset {valid_up_to})")]
+    InvalidUtf8 {
+        /// Length of the valid prefix.
+        valid_up_to: usize,
+    },
+    /// An outgoing line contains a newline, which would split it in two.
+    #[error("outgoing line contains a newline at offset {offset}")]
+    NewlineInLine {
+        /// Where the newline is.
+        offset: usize,
+    },
+    /// The transport failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Splits a byte stream into lines and writes lines with a trailing `\n`.
+///
+/// Lines end in `\n` or `\r\n`; empty lines are skipped. At end of stream a
+/// last line without `\n` is returned, since some miners do not end their
+/// final line.
+#[derive(Debug, Clone)]
+pub struct LineCodec {
+    max_length: usize,
+    /// Bytes of the buffer already searched for `\n`, so a long line
+    /// arriving in small reads is scanned once.
+    scanned: usize,
+}
+
+impl LineCodec {
+    /// A limit for the miner side: miners send short lines (a submit is
+    /// under 300 bytes), so 16 KiB is generous.
+    pub const DOWNSTREAM_MAX_LENGTH: usize = 16 * 1024;
+    /// A limit for the pool side: a `mining.notify` carries the coinbase,
+    /// which pools paying many outputs in it make tens of kilobytes long.
+    pub const UPSTREAM_MAX_LENGTH: usize = 1024 * 1024;
+
+    /// Returns a codec that rejects lines longer than `max_length` bytes
+    /// (excluding the line ending).
+    pub fn new(max_length: usize) -> Self {
+        LineCodec {
+            max_length,
+            scanned: 0,
+        }
+    }
+
+    /// Returns the maximum line length.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    fn too_long(&self) -> CodecError {
+        CodecError::LineTooLong {
+            limit: self.max_length,
+        }
+    }
+
+    /// Returns `raw` without its line ending, as a string; `None` if empty.
+    fn finish(&self, raw: &[u8]) -> Result<Option<String>, CodecError> {
+        let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > self.max_length {
+            return Err(self.too_long());
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        match std::str::from_utf8(line) {
+            Ok(text) => Ok(Some(text.to_owned())),
+            Err(e) => Err(CodecError::InvalidUtf8 {
+                valid_up_to: e.valid_up_to(),
+            }),
+        }
+    }
+}
+
+impl Decoder for LineCodec {
+    type Item = String;
+    type Error = CodecError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<String>, CodecError> {
+        loop {
+            match buf[self.scanned..].iter().position(|b| *b == b'\n') {
+                Some(at) => {
+                    let raw = buf.split_to(self.scanned + at + 1);
+                    self.scanned = 0;
+                    if let Some(line) = self.finish(&raw)? {
+                        return Ok(Some(line));
+                    }
+                }
+                None => {
+                    // One byte of slack for a `\r` whose `\n` is still to come.
+                    if buf.len() > self.max_length + 1 {
+                        return Err(self.too_long());
+                    }
+                    self.scanned = buf.len();
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<String>, CodecError> {
+        if let Some(line) = self.decode(buf)? {
+            return Ok(Some(line));
+        }
+        let rest = buf.split();
+        self.scanned = 0;
+        self.finish(&rest)
+    }
+}
+
+impl Encoder<&str> for LineCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, line: &str, buf: &mut BytesMut) -> Result<(), CodecError> {
+        if let Some(offset) = line.bytes().position(|b| b == b'\n') {
+            return Err(CodecError::NewlineInLine { offset });
+        }
+        buf.reserve(line.len() + 1);
+        buf.put_slice(line.as_bytes());
+        buf.put_u8(b'\n');
+        Ok(())
+    }
+}
+
+impl Encoder<String> for LineCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, line: String, buf: &mut BytesMut) -> Result<(), CodecError> {
+        self.encode(line.as_str(), buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(codec: &mut LineCodec, input: &[u8]) -> Vec<String> {
+        let mut buf = BytesMut::from(input);
+        let mut lines = Vec::new();
+        while let Some(line) = codec.decode(&mut buf).unwrap() {
+            lines.push(line);
+        }
+        lines
+    }
+
+    #[test]
+    fn splits_on_lf_and_crlf_and_skips_empty_lines() {
+        let mut codec = LineCodec::new(64);
+        let lines = decode_all(&mut codec, b"{\"a\":1}\r\n\n\r\n  \n{\"b\":2}\n{\"c\"");
+        assert_eq!(lines, ["{\"a\":1}", "{\"b\":2}"]);
+    }
+
+    #[test]
+    fn a_line_split_across_reads_is_joined() {
+        let mut codec = LineCodec::new(64);
+        let mut buf = BytesMut::new();
+        let mut lines = Vec::new();
+        for chunk in [
+            &b"{\"id\":4,"[..],
+            b"\"method\"",
+            b":\"x\"}\r",
+            b"\n{}",
+            b"\n",
+        ] {
+            buf.extend_from_slice(chunk);
+            while let Some(line) = codec.decode(&mut buf).unwrap() {
+                lines.push(line);
+            }
+        }
+        assert_eq!(lines, ["{\"id\":4,\"method\":\"x\"}", "{}"]);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn the_limit_counts_the_line_without_its_ending() {
+        let mut codec = LineCodec::new(4);
+        assert_eq!(decode_all(&mut codec, b"abcd\r\n"), ["abcd"]);
+        let mut buf = BytesMut::from(&b"abcde\n"[..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(CodecError::LineTooLong { limit: 4 })
+        ));
+    }
+
+    #[test]
+    fn an_endless_line_fails_once_past_the_limit() {
+        let limit = 1000;
+        let mut codec = LineCodec::new(limit);
+        let mut buf = BytesMut::new();
+        let chunk = [b'x'; 100];
+        let mut fed = 0;
+        let err = loop {
+            buf.extend_from_slice(&chunk);
+            fed += chunk.len();
+            match codec.decode(&mut buf) {
+                Ok(None) => assert!(fed <= limit + 1, "kept buffering past the limit"),
+                Ok(Some(line)) => panic!("no newline was sent, got {} bytes", line.len()),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, CodecError::LineTooLong { limit: 1000 }));
+        assert!(fed <= limit + chunk.len());
+    }
+
+    #[test]
+    fn eof_returns_an_unterminated_last_line() {
+        let mut codec = LineCodec::new(64);
+        let mut buf = BytesMut::from(&b"{\"a\":1}\n{\"b\":2}"[..]);
+        assert_eq!(codec.decode_eof(&mut buf).unwrap().unwrap(), "{\"a\":1}");
+        assert_eq!(codec.decode_eof(&mut buf).unwrap().unwrap(), "{\"b\":2}");
+        assert_eq!(codec.decode_eof(&mut buf).unwrap(), None);
+        let mut buf = BytesMut::from(&b"\r\n  "[..]);
+        assert_eq!(codec.decode_eof(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error() {
+        let mut codec = LineCodec::new(64);
+        let mut buf = BytesMut::from(&b"{\"a\":\"\xff\"}\n"[..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(CodecError::InvalidUtf8 { valid_up_to: 6 })
+        ));
+    }
+
+    #[test]
+    fn encodes_one_line_per_message() {
+        let mut codec = LineCodec::new(64);
+        let mut buf = BytesMut::new();
+        codec.encode("{\"a\":1}", &mut buf).unwrap();
+        codec.encode(String::from("{}"), &mut buf).unwrap();
+        assert_eq!(&buf[..], b"{\"a\":1}\n{}\n");
+        assert!(matches!(
+            codec.encode("{}\n{}", &mut buf),
+            Err(CodecError::NewlineInLine { offset: 2 })
+        ));
+    }
+
+    /// Tests through `FramedRead`, the way sessions and upstreams read.
+    mod framed {
+        use super::*;
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        use tokio_util::codec::FramedRead;
+
+        #[tokio::test]
+        async fn reads_lines_written_in_pieces_and_a_last_line_without_newline() {
+            let (mut writer, reader) = tokio::io::duplex(16);
+            let mut lines = FramedRead::new(reader, LineCodec::new(128));
+            let feed = tokio::spawn(async move {
+                for piece in [
+                    "{\"id\":1,",
+                    "\"result\":true}\r",
+                    "\n\n{\"id\":2}\n{\"id\":3}",
+                ] {
+                    writer.write_all(piece.as_bytes()).await.unwrap();
+                }
+            });
+            let mut got = Vec::new();
+            while let Some(line) = lines.next().await {
+                got.push(line.unwrap());
+            }
+            feed.await.unwrap();
+            assert_eq!(
+                got,
+                ["{\"id\":1,\"result\":true}", "{\"id\":2}", "{\"id\":3}"]
+            );
+        }
+
+        #[tokio::test]
+        async fn a_megabyte_without_newline_ends_the_stream_without_buffering_it() {
+            const LIMIT: usize = 4096;
+            const PIPE: usize = 64;
+            let (mut writer, reader) = tokio::io::duplex(PIPE);
+            let mut lines = FramedRead::new(reader, LineCodec::new(LIMIT));
+            tokio::spawn(async move {
+                // Fails with a broken pipe once the reader is gone. The writer
+                // then stays open, so only the limit (not end of stream) can
+                // end the read.
+                let _ = writer.write_all(&vec![b'x'; 1 << 20]).await;
+                std::future::pending::<()>().await;
+                drop(writer);
+            });
+            let first = lines.next().await.expect("an error, not the end");
+            assert!(matches!(
+                first,
+                Err(CodecError::LineTooLong { limit: LIMIT })
+            ));
+            assert!(
+                lines.read_buffer().len() <= LIMIT + 1 + PIPE,
+                "buffered {} bytes",
+                lines.read_buffer().len()
+            );
+            // No resynchronisation: the stream is over.
+            assert!(lines.next().await.is_none());
+        }
+    }
+}
