@@ -1,7 +1,25 @@
 //! The decentralization policy engine: which pool each miner mines for, now.
 //!
-//! Pure, synchronous and deterministic: the proxy's policy task feeds it
-//! observations (work credited per miner and pool, pool health) with the time
-//! passed in, and publishes the assignment it plans. It will hold the policy
-//! TOML and its validation, the hashrate estimator, the allocator, and the
-//! socket-free simulator behind `hashsplit simulate`.
+//! Pure, synchronous and deterministic: the proxy's policy task feeds the
+//! [`Engine`] observations (work credited per miner and pool, miners joining
+//! and leaving, pools going up and down) with the time passed in, and
+//! publishes the [`Assignment`] it plans. No sockets, no clock reads.
+//!
+//! Modules: [`units`] (time, work, ids), [`parse`] (durations and
+//! hashrates), [`diag`] (TOML problems with path and line), [`config`]
+//! (`[policy]` and `[[pool]]` with validation), [`estimate`] (per-miner
+//! hashrate EWMA), [`allocate`] (target shares by capped water filling),
+//! [`ledger`] (who mined where over the window), [`engine`] (realising the
+//! targets with whole miners and time slices), and [`sim`] with [`fleet`]
+//! (the deterministic simulator behind `hashsplit simulate`).
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod diag;
+pub mod parse;
+pub mod units;
+
+pub use config::{OnInfeasible, Policy, PolicyConfig, PoolConfig, PoolUrl};
+pub use diag::{ConfigError, Diagnostics, Problem};
+pub use units::{Hashrate, Instant, MinerId, PoolId, Ratio, Work};

@@ -1,0 +1,474 @@
+//! The `[policy]` section and the `[[pool]]` list of the hashsplit TOML file,
+//! and their validation.
+//!
+//! Raw structs mirror the file (`deny_unknown_fields`, spans kept); the
+//! validated [`Policy`] uses durations, [`Ratio`]s and parsed pool URLs. The
+//! proxy's config loader composes these with its own sections.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::DeValue;
+
+use crate::diag::{ConfigError, Diagnostics, Problem};
+use crate::parse::parse_duration;
+use crate::units::{PoolId, Ratio};
+
+/// What the engine does when the healthy pools' caps sum to less than 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInfeasible {
+    /// Every healthy pool's cap is scaled up by the same factor so the
+    /// targets sum to 1: every cap is exceeded, in proportion.
+    #[default]
+    Spread,
+    /// Every healthy pool is held at its cap, and what the caps leave over
+    /// goes to the first healthy pool in file order (the operator's
+    /// preferred pool).
+    Ordered,
+}
+
+impl fmt::Display for OnInfeasible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OnInfeasible::Spread => "spread",
+            OnInfeasible::Ordered => "ordered",
+        })
+    }
+}
+
+/// The validated `[policy]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyConfig {
+    /// Default cap for every pool, in (0, 1].
+    pub max_share: Ratio,
+    /// Caps hold over every window of this length.
+    pub window: Duration,
+    /// A miner stays at least this long on a pool (unless the pool fails).
+    pub min_dwell: Duration,
+    /// How often the proxy asks the engine for a new plan.
+    pub rebalance_every: Duration,
+    /// What to do when the healthy pools' caps sum to less than 1.
+    pub on_infeasible: OnInfeasible,
+    /// Pools whose `network_share` is above this are avoided while the
+    /// others can take the work.
+    pub max_network_share: Option<Ratio>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            max_share: Ratio::new(DEFAULT_MAX_SHARE).unwrap_or(Ratio::ONE),
+            window: Duration::from_secs(600),
+            min_dwell: Duration::from_secs(30),
+            rebalance_every: Duration::from_secs(5),
+            on_infeasible: OnInfeasible::Spread,
+            max_network_share: None,
+        }
+    }
+}
+
+/// The default cap: no pool gets a majority of the proxy's hashrate.
+const DEFAULT_MAX_SHARE: f64 = 0.5;
+
+/// A pool's address from `stratum+tcp://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUrl {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl PoolUrl {
+    /// Returns the address of a `stratum+tcp://host:port` URL.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("stratum+tcp://")
+            .ok_or_else(|| format!("url {url:?} must start with stratum+tcp://"))?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| format!("url {url:?} has an unclosed '['"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match rest.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            }
+        };
+        let port = port.ok_or_else(|| format!("url {url:?} has no port (host:port)"))?;
+        if host.is_empty() || host.contains(['/', '@', ' ']) {
+            return Err(format!("url {url:?} has no valid host"));
+        }
+        match port.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(PoolUrl {
+                host: host.to_owned(),
+                port,
+            }),
+            _ => Err(format!("url {url:?} has an invalid port {port:?}")),
+        }
+    }
+}
+
+impl fmt::Display for PoolUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "stratum+tcp://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "stratum+tcp://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// One validated `[[pool]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// Unique name, used in logs, metrics and fleet events.
+    pub name: String,
+    /// Where the pool listens.
+    pub url: PoolUrl,
+    /// Worker name the proxy authorizes with.
+    pub user: String,
+    /// Password the proxy authorizes with.
+    pub password: String,
+    /// Relative weight in the split, > 0.
+    pub weight: f64,
+    /// This pool's cap, overriding `[policy].max_share`.
+    pub max_share: Option<Ratio>,
+    /// This pool's share of the whole Bitcoin network, if known.
+    pub network_share: Option<Ratio>,
+}
+
+/// The validated policy: the `[policy]` section and the pools in file order
+/// ([`PoolId`] `i` is `pools[i]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// The `[policy]` section.
+    pub config: PolicyConfig,
+    /// The `[[pool]]` entries in file order.
+    pub pools: Vec<PoolConfig>,
+}
+
+impl Policy {
+    /// Returns the cap of `pool`: its own `max_share` or the default.
+    pub fn cap(&self, pool: PoolId) -> Ratio {
+        self.pools[pool.0]
+            .max_share
+            .unwrap_or(self.config.max_share)
+    }
+
+    /// Returns the id of the pool called `name`.
+    pub fn pool_by_name(&self, name: &str) -> Option<PoolId> {
+        self.pools.iter().position(|p| p.name == name).map(PoolId)
+    }
+
+    /// Parses and validates a file holding only `[policy]` and `[[pool]]`,
+    /// returning the policy and its warnings, or every problem at once.
+    pub fn from_toml_str(text: &str) -> Result<(Policy, Vec<Problem>), ConfigError> {
+        let mut diag = Diagnostics::new(text);
+        let mut policy = None;
+        let mut pools = None;
+        for entry in diag.parse_document().unwrap_or_default() {
+            match entry.key.as_str() {
+                "policy" => policy = Some(entry.value),
+                "pool" => pools = Some(entry.value),
+                other => diag.error(
+                    other,
+                    Some(entry.key_span),
+                    format!("unknown section `{other}`, expected `policy` or `pool`"),
+                ),
+            }
+        }
+        let built = read_policy(&mut diag, policy, pools);
+        let (built, warnings) = diag.finish(|| built)?;
+        // read_policy returns nothing only after recording an error, which
+        // finish has already turned into Err.
+        let policy = built.ok_or_else(|| ConfigError {
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        })?;
+        Ok((policy, warnings))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    max_share: Option<Spanned<f64>>,
+    window: Option<Spanned<String>>,
+    min_dwell: Option<Spanned<String>>,
+    rebalance_every: Option<Spanned<String>>,
+    on_infeasible: Option<OnInfeasible>,
+    max_network_share: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    name: Spanned<String>,
+    url: Spanned<String>,
+    user: Spanned<String>,
+    #[serde(default = "default_password")]
+    password: String,
+    weight: Option<Spanned<f64>>,
+    max_share: Option<Spanned<f64>>,
+    network_share: Option<Spanned<f64>>,
+}
+
+fn default_password() -> String {
+    "x".to_owned()
+}
+
+/// Reads and validates `[policy]` and `[[pool]]` (either may be missing,
+/// which is an error), recording every problem in `diag`.
+///
+/// Returns the policy only if neither section had an error.
+pub fn read_policy(
+    diag: &mut Diagnostics<'_>,
+    policy: Option<Spanned<DeValue<'_>>>,
+    pools: Option<Spanned<DeValue<'_>>>,
+) -> Option<Policy> {
+    let errors_before = diag.error_count();
+    let (config, policy_span) = match policy {
+        Some(value) => {
+            let span = value.span();
+            let raw = diag.deserialize::<RawPolicy>("policy", value);
+            (raw.map(|raw| validate_policy(diag, raw)), Some(span))
+        }
+        None => {
+            diag.error("policy", None, "missing [policy] section");
+            (None, None)
+        }
+    };
+    let mut read_pools = Vec::new();
+    let mut name_spans = Vec::new();
+    match pools {
+        Some(value) => {
+            for (index, entry) in diag.array_of_tables("pool", value).into_iter().enumerate() {
+                let path = format!("pool[{index}]");
+                if let Some(raw) = diag.deserialize::<RawPool>(&path, entry) {
+                    name_spans.push(raw.name.span());
+                    read_pools.push(validate_pool(diag, &path, raw));
+                }
+            }
+            if read_pools.is_empty() && diag.error_count() == errors_before {
+                diag.error("pool", None, "at least one [[pool]] is needed");
+            }
+        }
+        None => diag.error(
+            "pool",
+            None,
+            "missing [[pool]]: at least one pool is needed",
+        ),
+    }
+    check_unique_names(diag, &read_pools, &name_spans);
+    let config = config?;
+    if diag.error_count() != errors_before {
+        return None;
+    }
+    let policy = Policy {
+        config,
+        pools: read_pools,
+    };
+    warn_about_limits(diag, &policy, policy_span);
+    Some(policy)
+}
+
+fn validate_policy(diag: &mut Diagnostics<'_>, raw: RawPolicy) -> PolicyConfig {
+    let defaults = PolicyConfig::default();
+    let max_share = cap(diag, "policy.max_share", raw.max_share).unwrap_or(defaults.max_share);
+    let mut duration = |key: &str, value: Option<Spanned<String>>, default: Duration| {
+        positive_duration(diag, &format!("policy.{key}"), value).unwrap_or(default)
+    };
+    let window_span = raw.window.as_ref().map(Spanned::span);
+    let window = duration("window", raw.window, defaults.window);
+    let min_dwell = duration("min_dwell", raw.min_dwell, defaults.min_dwell);
+    let rebalance_every = duration(
+        "rebalance_every",
+        raw.rebalance_every,
+        defaults.rebalance_every,
+    );
+    if window < rebalance_every * 4 {
+        diag.error(
+            "policy.window",
+            window_span,
+            format!("window {window:?} must be at least 4 x rebalance_every ({rebalance_every:?})"),
+        );
+    }
+    let max_network_share = raw
+        .max_network_share
+        .and_then(|v| cap(diag, "policy.max_network_share", Some(v)));
+    PolicyConfig {
+        max_share,
+        window,
+        min_dwell,
+        rebalance_every,
+        on_infeasible: raw.on_infeasible.unwrap_or_default(),
+        max_network_share,
+    }
+}
+
+fn validate_pool(diag: &mut Diagnostics<'_>, path: &str, raw: RawPool) -> PoolConfig {
+    if raw.name.get_ref().trim().is_empty() {
+        diag.error(
+            format!("{path}.name"),
+            Some(raw.name.span()),
+            "name must not be empty",
+        );
+    }
+    if raw.user.get_ref().trim().is_empty() {
+        diag.error(
+            format!("{path}.user"),
+            Some(raw.user.span()),
+            "user must not be empty",
+        );
+    }
+    let url = PoolUrl::parse(raw.url.get_ref()).unwrap_or_else(|message| {
+        diag.error(format!("{path}.url"), Some(raw.url.span()), message);
+        PoolUrl {
+            host: String::new(),
+            port: 0,
+        }
+    });
+    let weight = match raw.weight {
+        Some(w) if !(w.get_ref().is_finite() && *w.get_ref() > 0.0) => {
+            diag.error(
+                format!("{path}.weight"),
+                Some(w.span()),
+                format!("weight must be finite and > 0, got {}", w.get_ref()),
+            );
+            1.0
+        }
+        Some(w) => w.into_inner(),
+        None => 1.0,
+    };
+    let max_share = cap(diag, &format!("{path}.max_share"), raw.max_share);
+    let network_share = raw.network_share.and_then(|share| {
+        let span = share.span();
+        let value = share.into_inner();
+        let ratio = Ratio::new(value);
+        if ratio.is_none() {
+            diag.error(
+                format!("{path}.network_share"),
+                Some(span),
+                format!("network_share must be in [0, 1], got {value}"),
+            );
+        }
+        ratio
+    });
+    PoolConfig {
+        name: raw.name.into_inner(),
+        url,
+        user: raw.user.into_inner(),
+        password: raw.password,
+        weight,
+        max_share,
+        network_share,
+    }
+}
+
+/// Returns a cap in (0, 1], or records why the value is not one.
+fn cap(diag: &mut Diagnostics<'_>, path: &str, value: Option<Spanned<f64>>) -> Option<Ratio> {
+    let value = value?;
+    let span = value.span();
+    let value = value.into_inner();
+    match Ratio::new(value) {
+        Some(ratio) if value > 0.0 => Some(ratio),
+        _ => {
+            diag.error(path, Some(span), format!("must be in (0, 1], got {value}"));
+            None
+        }
+    }
+}
+
+fn positive_duration(
+    diag: &mut Diagnostics<'_>,
+    path: &str,
+    value: Option<Spanned<String>>,
+) -> Option<Duration> {
+    let value = value?;
+    match parse_duration(value.get_ref()) {
+        Ok(duration) if !duration.is_zero() => Some(duration),
+        Ok(_) => {
+            diag.error(path, Some(value.span()), "duration must be positive");
+            None
+        }
+        Err(error) => {
+            diag.error(path, Some(value.span()), error.to_string());
+            None
+        }
+    }
+}
+
+fn check_unique_names(diag: &mut Diagnostics<'_>, pools: &[PoolConfig], spans: &[Range<usize>]) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (index, pool) in pools.iter().enumerate() {
+        if let Some(first) = seen.insert(&pool.name, index) {
+            seen.insert(&pool.name, first);
+            diag.error(
+                format!("pool[{index}].name"),
+                spans.get(index).cloned(),
+                format!("duplicate pool name {:?} (also pool[{first}])", pool.name),
+            );
+        }
+    }
+}
+
+/// Warns about caps that cannot be met even with every pool healthy, and
+/// about a window too short for one miner to visit every pool.
+fn warn_about_limits(diag: &mut Diagnostics<'_>, policy: &Policy, span: Option<Range<usize>>) {
+    let caps: f64 = (0..policy.pools.len())
+        .map(|i| policy.cap(PoolId(i)).get())
+        .sum();
+    if caps < 1.0 - 1e-9 {
+        diag.warning(
+            "policy.max_share",
+            span.clone(),
+            format!(
+                "the caps of all pools sum to {caps:.3} < 1 even with every pool healthy: \
+                 shortfall {:.3}; on_infeasible = \"{}\" decides where it goes",
+                1.0 - caps,
+                policy.config.on_infeasible
+            ),
+        );
+    }
+    if let Some(limit) = policy.config.max_network_share {
+        let small: f64 = (0..policy.pools.len())
+            .filter(|&i| policy.pools[i].network_share.is_none_or(|s| s <= limit))
+            .map(|i| policy.cap(PoolId(i)).get())
+            .sum();
+        if small < 1.0 - 1e-9 && caps >= 1.0 - 1e-9 {
+            diag.warning(
+                "policy.max_network_share",
+                span.clone(),
+                format!(
+                    "pools at or below max_network_share {limit} can take only {small:.3} \
+                     of the hashrate; the rest goes to larger pools"
+                ),
+            );
+        }
+    }
+    let pools = policy.pools.len() as u32;
+    let config = &policy.config;
+    if pools > 1 && config.window < config.min_dwell * pools {
+        diag.warning(
+            "policy.window",
+            span,
+            format!(
+                "window {:?} is shorter than {pools} pools x min_dwell {:?}: a single miner \
+                 cannot visit every pool within one window, so a fleet of very few miners \
+                 may exceed its caps",
+                config.window, config.min_dwell
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[policy]
+max_share = 0.34
+
+[[pool]]
+name = "a"
+url = "stratum+tcp://a.example:3333"
+user = "me"
+
+[[pool]]
+name = "b"
+url = "stratum+tcp://b.example:3333"
+user = "me"
+
+[[pool]]
+name = "c"
+url = "stratum+tcp://[::1]:4444"
+user = "me"
+max_share = 0.5
+weight = 2
+network_share = 0.04
+"#;
+
+#[test]
+fn a_minimal_file_loads_with_defaults() {
+    let (policy, warnings) = Policy::from_toml_str(MINIMAL).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(policy.config.window, Duration::from_secs(600));
+    assert_eq!(policy.config.min_dwell, Duration::from_secs(30));
+    assert_eq!(policy.config.rebalance_every, Duration::from_secs(5));
+    assert_eq!(policy.config.on_infeasible, OnInfeasible::Spread);
+    assert_eq!(policy.pools.len(), 3);
+    assert_eq!(policy.pools[0].password, "x");
+    assert_eq!(policy.pools[0].weight, 1.0);
+    assert_eq!(policy.cap(PoolId(0)).get(), 0.34);
+    assert_eq!(policy.cap(PoolId(2)).get(), 0.5);
+    assert_eq!(policy.pools[2].weight, 2.0);
+    assert_eq!(policy.pools[2].url.host, "::1");
+    assert_eq!(policy.pools[2].url.port, 4444);
+    assert_eq!(policy.pool_by_name("b"), Some(PoolId(1)));
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_path_and_line() {
+    let text = r#"[policy]
+max_share = 1.5
+window = "10s"
+rebalance_every = "5s"
+min_dwell = "soon"
+
+[[pool]]
+name = "a"
+url = "http://a.example:3333"
+user = "me"
+
+[[pool]]
+name = "b"
+url = "stratum+tcp://b.example:3333"
+user = "me"
+max_share = 0
+
+[[pool]]
+name = "a"
+url = "stratum+tcp://c.example"
+user = "me"
+colour = "red"
+"#;
+    let error = Policy::from_toml_str(text).unwrap_err();
+    let found: Vec<(&str, Option<usize>)> = error
+        .errors
+        .iter()
+        .map(|p| (p.path.as_str(), p.location.map(|l| l.0)))
+        .collect();
+    for expected in [
+        ("policy.max_share", Some(2)),
+        ("policy.window", Some(3)),
+        ("policy.min_dwell", Some(5)),
+        ("pool[0].url", Some(9)),
+        ("pool[1].max_share", Some(16)),
+        ("pool[2].colour", Some(22)),
+    ] {
+        assert!(found.contains(&expected), "{expected:?} not in {found:?}");
+    }
+}
+
+#[test]
+fn duplicate_names_and_bad_urls_are_all_reported() {
+    let text = r#"[policy]
+[[pool]]
+name = "a"
+url = "stratum+tcp://a.example:3333"
+user = "me"
+[[pool]]
+name = "a"
+url = "stratum+tcp://a.example:0"
+user = "me"
+weight = -1
+"#;
+    let error = Policy::from_toml_str(text).unwrap_err();
+    let paths: Vec<&str> = error.errors.iter().map(|p| p.path.as_str()).collect();
+    assert!(paths.contains(&"pool[1].name"), "{paths:?}");
+    assert!(paths.contains(&"pool[1].url"), "{paths:?}");
+    assert!(paths.contains(&"pool[1].weight"), "{paths:?}");
+    assert_eq!(error.errors[0].location.map(|l| l.0), Some(7));
+}
+
+#[test]
+fn missing_sections_are_errors() {
+    let error = Policy::from_toml_str("").unwrap_err();
+    let paths: Vec<&str> = error.errors.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["policy", "pool"]);
+}
+
+#[test]
+fn caps_that_cannot_reach_one_are_a_warning_naming_the_shortfall() {
+    let text = MINIMAL.replace("max_share = 0.5", "max_share = 0.2");
+    let (_, warnings) = Policy::from_toml_str(&text).unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].message.contains("shortfall 0.120"),
+        "{}",
+        warnings[0]
+    );
+}
+
+#[test]
+fn a_window_too_short_for_the_dwell_is_a_warning() {
+    let text = MINIMAL.replace("max_share = 0.34", "max_share = 0.34\nmin_dwell = \"5m\"");
+    let (_, warnings) = Policy::from_toml_str(&text).unwrap();
+    assert!(
+        warnings.iter().any(|w| w.path == "policy.window"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn an_unknown_on_infeasible_is_an_error_naming_the_key() {
+    let text = MINIMAL.replace("max_share = 0.34", "on_infeasible = \"random\"");
+    let error = Policy::from_toml_str(&text).unwrap_err();
+    assert_eq!(error.errors[0].path, "policy.on_infeasible");
+}
+
+#[test]
+fn pool_urls_need_the_scheme_a_host_and_a_port() {
+    assert_eq!(
+        PoolUrl::parse("stratum+tcp://mine.ocean.xyz:3334"),
+        Ok(PoolUrl {
+            host: "mine.ocean.xyz".into(),
+            port: 3334
+        })
+    );
+    for bad in [
+        "mine.ocean.xyz:3334",
+        "stratum+tcp://mine.ocean.xyz",
+        "stratum+tcp://:3334",
+        "stratum+tcp://host:99999",
+        "stratum+ssl://host:3334",
+        "stratum+tcp://[::1:3334",
+    ] {
+        assert!(PoolUrl::parse(bad).is_err(), "{bad} parsed");
+    }
+}
