@@ -6,3 +6,7 @@
 //! (`hashsplit_policy`) assigned. The daemon lands with the proxy issue.
 pub mod extranonce;
 pub mod vardiff;
+pub mod config;
+pub mod metrics;
+pub mod jobs;
+pub mod upstream;

@@ -1,0 +1,392 @@
+//! Pool jobs translated for miners, what each pool publishes, and the
+//! per-session book of jobs sent.
+//!
+//! The translation hides the pool's extranonce from the miner (DESIGN.md,
+//! "Switching pools without reconnecting the miner"): for pool u with
+//! extranonce1 `E_u` and extranonce2 size `S_u`, the miner is sent
+//! `coinb1' = coinb1 ‖ E_u ‖ pad` where `pad` is `S_u − P − D` zero bytes.
+//! The miner's coinbase `coinb1' ‖ en1 ‖ en2 ‖ coinb2` is then exactly the
+//! pool's coinbase for `en2_u = pad ‖ en1 ‖ en2`, so moving a miner to
+//! another pool is only a new notify.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hashsplit_policy::PoolId;
+use hashsplit_stratum::{Difficulty, Job, JobError, Notify, Reject, ShareKey, Target};
+
+/// The pool's extranonce as its subscribe (or set_extranonce) gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolExtranonce {
+    /// The pool's extranonce1 for this connection.
+    pub extranonce1: Vec<u8>,
+    /// How many extranonce2 bytes the pool lets this connection roll.
+    pub extranonce2_size: usize,
+}
+
+/// The miner-side extranonce layout, the same for every miner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Proxy-chosen extranonce1 bytes per miner (P).
+    pub extranonce1_size: usize,
+    /// Extranonce2 bytes the miner rolls (D).
+    pub extranonce2_size: usize,
+}
+
+impl Layout {
+    /// Returns the zero padding the pool's extranonce2 needs in front of the
+    /// miner's bytes, or `None` if `P + D` does not fit in it.
+    pub fn padding_for(&self, pool: &PoolExtranonce) -> Option<usize> {
+        pool.extranonce2_size
+            .checked_sub(self.extranonce1_size + self.extranonce2_size)
+    }
+}
+
+/// Why a pool's job cannot be offered to miners.
+#[derive(Debug, thiserror::Error)]
+pub enum TranslateError {
+    /// The pool's extranonce2 is too small for the proxy's layout.
+    #[error(
+        "pool extranonce2 of {pool} bytes cannot hold the proxy's {needed} \
+         (extranonce1 {p} + miner extranonce2 {d})",
+        needed = p + d
+    )]
+    ExtranonceTooSmall {
+        /// The pool's extranonce2 size.
+        pool: usize,
+        /// P.
+        p: usize,
+        /// D.
+        d: usize,
+    },
+    /// The job itself is unusable (bad nbits).
+    #[error("{0}")]
+    Job(#[from] JobError),
+}
+
+/// Hands out proxy job ids, unique across every pool for the process.
+#[derive(Debug, Default)]
+pub struct JobIds(AtomicU64);
+
+impl JobIds {
+    /// Returns a fresh id.
+    pub fn next(&self) -> String {
+        format!("{:x}", self.0.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+/// A pool job as miners see it, and what forwarding a share for it needs.
+#[derive(Debug)]
+pub struct PoolJob {
+    /// The pool it came from.
+    pub pool: PoolId,
+    /// The pool's own job id, used when forwarding.
+    pub pool_job_id: String,
+    /// The notify sent to miners: proxy job id and `coinb1'`.
+    pub notify: Notify,
+    /// Prepared for validating miners' shares (`P + D` extranonce bytes).
+    pub job: Job,
+    /// The pool's difficulty in force when the job came.
+    pub pool_difficulty: Difficulty,
+    /// Its target.
+    pub pool_target: Target,
+    /// The pool's block epoch: it grows at every clean_jobs and reconnect,
+    /// and a job from an older epoch is stale.
+    pub epoch: u64,
+    /// Zero bytes that go in front of the miner's extranonce when forwarding.
+    pub padding: usize,
+}
+
+impl PoolJob {
+    /// Translates a pool's notify for miners.
+    pub fn translate(
+        pool: PoolId,
+        notify: &Notify,
+        extranonce: &PoolExtranonce,
+        layout: Layout,
+        pool_difficulty: Difficulty,
+        epoch: u64,
+        ids: &JobIds,
+    ) -> Result<PoolJob, TranslateError> {
+        let padding = layout
+            .padding_for(extranonce)
+            .ok_or(TranslateError::ExtranonceTooSmall {
+                pool: extranonce.extranonce2_size,
+                p: layout.extranonce1_size,
+                d: layout.extranonce2_size,
+            })?;
+        let mut coinb1 = Vec::with_capacity(notify.coinb1.len() + extranonce.extranonce1.len() + padding);
+        coinb1.extend_from_slice(&notify.coinb1);
+        coinb1.extend_from_slice(&extranonce.extranonce1);
+        coinb1.resize(coinb1.len() + padding, 0);
+        let miner_notify = Notify {
+            job_id: ids.next(),
+            coinb1,
+            ..notify.clone()
+        };
+        let job = Job::from_notify(
+            &miner_notify,
+            layout.extranonce1_size + layout.extranonce2_size,
+        )?;
+        Ok(PoolJob {
+            pool,
+            pool_job_id: notify.job_id.clone(),
+            notify: miner_notify,
+            job,
+            pool_difficulty,
+            pool_target: pool_difficulty.to_target(),
+            epoch,
+            padding,
+        })
+    }
+
+    /// Returns the extranonce2 the pool expects for a miner's share:
+    /// `pad ‖ en1 ‖ en2`.
+    pub fn pool_extranonce2(&self, extranonce1: &[u8], extranonce2: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; self.padding];
+        out.extend_from_slice(extranonce1);
+        out.extend_from_slice(extranonce2);
+        out
+    }
+}
+
+/// What an upstream publishes about its pool; sessions watch it.
+#[derive(Debug, Clone, Default)]
+pub struct PoolState {
+    /// The pool has a job and answers: miners may be sent to it.
+    pub up: bool,
+    /// The latest job.
+    pub job: Option<Arc<PoolJob>>,
+    /// The current block epoch (see [`PoolJob::epoch`]).
+    pub epoch: u64,
+    /// The version-rolling mask the pool granted, once it answered.
+    pub version_mask: Option<u32>,
+    /// Whether the pool answered `mining.configure` at all (a pool that
+    /// never did is left out of the mask every miner is granted).
+    pub configured: bool,
+}
+
+/// How many jobs a session remembers, across all pools.
+const BOOK_SIZE: usize = 32;
+
+/// A job sent to one miner, with the shares it already submitted for it.
+#[derive(Debug)]
+struct Entry {
+    job: Arc<PoolJob>,
+    /// The lowest difficulty the miner was told while this job was its
+    /// newest: shares already on their way at a lower difficulty still count.
+    difficulty: Difficulty,
+    seen: HashSet<ShareKey>,
+}
+
+/// The jobs one session sent its miner, newest last.
+#[derive(Debug, Default)]
+pub struct JobBook {
+    entries: VecDeque<Entry>,
+}
+
+/// A job found for a submit: the job and the difficulty it is judged at.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The job.
+    pub job: Arc<PoolJob>,
+    /// The miner's difficulty for it.
+    pub difficulty: Difficulty,
+}
+
+impl JobBook {
+    /// Records that `job` was sent at `difficulty`.
+    pub fn sent(&mut self, job: Arc<PoolJob>, difficulty: Difficulty) {
+        if self.entries.len() == BOOK_SIZE {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(Entry {
+            job,
+            difficulty,
+            seen: HashSet::new(),
+        });
+    }
+
+    /// Lowers the difficulty of the newest job after a set_difficulty, so
+    /// shares at the new (lower) difficulty count at once.
+    pub fn lower_difficulty(&mut self, difficulty: Difficulty) {
+        if let Some(entry) = self.entries.back_mut() {
+            if difficulty < entry.difficulty {
+                entry.difficulty = difficulty;
+            }
+        }
+    }
+
+    /// Finds the job a miner's share names. `current_epoch` returns a pool's
+    /// current epoch: a job from an older one is stale.
+    pub fn find(
+        &self,
+        job_id: &str,
+        current_epoch: impl Fn(PoolId) -> u64,
+    ) -> Result<Found, Reject> {
+        let entry = self
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.job.notify.job_id == job_id)
+            .ok_or(Reject::UnknownJob)?;
+        if entry.job.epoch < current_epoch(entry.job.pool) {
+            return Err(Reject::Stale);
+        }
+        Ok(Found {
+            job: Arc::clone(&entry.job),
+            difficulty: entry.difficulty,
+        })
+    }
+
+    /// Records a share for duplicate detection; returns
+    /// [`Reject::Duplicate`] if it was seen before.
+    pub fn record(&mut self, job_id: &str, key: ShareKey) -> Result<(), Reject> {
+        let entry = self
+            .entries
+            .iter_mut()
+            .rev()
+            .find(|e| e.job.notify.job_id == job_id)
+            .ok_or(Reject::UnknownJob)?;
+        if entry.seen.insert(key) {
+            Ok(())
+        } else {
+            Err(Reject::Duplicate)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hashsplit_stratum::Submission;
+
+    fn notify() -> Notify {
+        Notify {
+            job_id: "pool-7".into(),
+            prevhash: [3; 32],
+            coinb1: vec![1, 2, 3, 4, 5],
+            coinb2: vec![9, 9, 9],
+            merkle_branch: vec![[4; 32], [5; 32]],
+            version: 0x2000_0000,
+            nbits: 0x1d00_ffff,
+            ntime: 1_700_000_000,
+            clean_jobs: true,
+        }
+    }
+
+    fn pool_en() -> PoolExtranonce {
+        PoolExtranonce {
+            extranonce1: vec![0xaa, 0xbb, 0xcc, 0xdd],
+            extranonce2_size: 8,
+        }
+    }
+
+    const LAYOUT: Layout = Layout {
+        extranonce1_size: 2,
+        extranonce2_size: 4,
+    };
+
+    fn translated(epoch: u64, ids: &JobIds) -> PoolJob {
+        PoolJob::translate(PoolId(1), &notify(), &pool_en(), LAYOUT, Difficulty::ONE, epoch, ids)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_miners_coinbase_is_the_pools_coinbase() {
+        let ids = JobIds::default();
+        let job = translated(0, &ids);
+        assert_eq!(job.padding, 2);
+        assert_eq!(job.notify.coinb1, [1, 2, 3, 4, 5, 0xaa, 0xbb, 0xcc, 0xdd, 0, 0]);
+        let en1 = [0x12, 0x34];
+        let en2 = [0xde, 0xad, 0xbe, 0xef];
+        let miner_coinbase = job.job.coinbase(&en1, &en2);
+        let pool_en2 = job.pool_extranonce2(&en1, &en2);
+        assert_eq!(pool_en2.len(), 8);
+        let pool_coinbase = [&notify().coinb1[..], &pool_en().extranonce1, &pool_en2, &notify().coinb2].concat();
+        assert_eq!(miner_coinbase, pool_coinbase);
+
+        // And so the share hashes the same on the pool's own job.
+        let pool_job = Job::from_notify(&notify(), 4 + 8).unwrap();
+        let sub = Submission::new(&en2, 1_700_000_000, 42, None);
+        let pool_sub = Submission::new(&pool_en2, 1_700_000_000, 42, None);
+        let ctx = |en1: &'static [u8]| hashsplit_stratum::ShareContext {
+            extranonce1: en1,
+            version_mask: None,
+            miner_target: Target::MAX,
+            pool_target: Target::MAX,
+        };
+        assert_eq!(
+            job.job.hash(&ctx(&[0x12, 0x34]), &sub),
+            pool_job.hash(&ctx(&[0xaa, 0xbb, 0xcc, 0xdd]), &pool_sub)
+        );
+    }
+
+    #[test]
+    fn a_pool_extranonce_too_small_is_refused() {
+        let small = PoolExtranonce {
+            extranonce1: vec![1],
+            extranonce2_size: 5,
+        };
+        let err = PoolJob::translate(PoolId(0), &notify(), &small, LAYOUT, Difficulty::ONE, 0, &JobIds::default())
+            .unwrap_err();
+        assert!(matches!(err, TranslateError::ExtranonceTooSmall { pool: 5, p: 2, d: 4 }));
+    }
+
+    #[test]
+    fn proxy_job_ids_are_unique() {
+        let ids = JobIds::default();
+        let a = translated(0, &ids);
+        let b = translated(0, &ids);
+        assert_ne!(a.notify.job_id, b.notify.job_id);
+        assert_eq!(a.pool_job_id, "pool-7");
+    }
+
+    #[test]
+    fn the_book_finds_jobs_and_refuses_stale_unknown_and_duplicates() {
+        let ids = JobIds::default();
+        let mut book = JobBook::default();
+        let old = Arc::new(translated(3, &ids));
+        let new = Arc::new(translated(4, &ids));
+        book.sent(Arc::clone(&old), Difficulty::ONE);
+        book.sent(Arc::clone(&new), Difficulty::ONE);
+        let epoch = |_| 4;
+        assert_eq!(book.find(&old.notify.job_id, epoch).unwrap_err(), Reject::Stale);
+        assert!(book.find(&new.notify.job_id, epoch).is_ok());
+        assert_eq!(book.find("nope", epoch).unwrap_err(), Reject::UnknownJob);
+
+        let key = Submission::new(&[1, 2, 3, 4], 1, 2, None).key(&[0, 1]);
+        assert_eq!(book.record(&new.notify.job_id, key), Ok(()));
+        assert_eq!(book.record(&new.notify.job_id, key), Err(Reject::Duplicate));
+    }
+
+    #[test]
+    fn the_book_forgets_the_oldest_jobs() {
+        let ids = JobIds::default();
+        let mut book = JobBook::default();
+        let first = Arc::new(translated(0, &ids));
+        book.sent(Arc::clone(&first), Difficulty::ONE);
+        for _ in 0..BOOK_SIZE {
+            book.sent(Arc::new(translated(0, &ids)), Difficulty::ONE);
+        }
+        assert_eq!(book.find(&first.notify.job_id, |_| 0).unwrap_err(), Reject::UnknownJob);
+    }
+
+    #[test]
+    fn a_lowered_difficulty_applies_to_the_newest_job_only() {
+        let ids = JobIds::default();
+        let mut book = JobBook::default();
+        let a = Arc::new(translated(0, &ids));
+        let b = Arc::new(translated(0, &ids));
+        let high = Difficulty::try_new(8.0).unwrap();
+        let low = Difficulty::try_new(2.0).unwrap();
+        book.sent(Arc::clone(&a), high);
+        book.sent(Arc::clone(&b), high);
+        book.lower_difficulty(low);
+        assert_eq!(book.find(&b.notify.job_id, |_| 0).unwrap().difficulty, low);
+        assert_eq!(book.find(&a.notify.job_id, |_| 0).unwrap().difficulty, high);
+        book.lower_difficulty(Difficulty::try_new(16.0).unwrap());
+        assert_eq!(book.find(&b.notify.job_id, |_| 0).unwrap().difficulty, low);
+    }
+}

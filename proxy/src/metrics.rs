@@ -1,0 +1,443 @@
+//! The proxy's Prometheus metrics, in one registry.
+//!
+//! Every share a miner submits is counted once in
+//! `hashsplit_shares_submitted_total` and, when it is settled, once in
+//! `hashsplit_shares_total{result, reason}`; until then it is in
+//! `hashsplit_shares_in_flight`. So submitted = Σ shares_total + in flight,
+//! per pool, at every scrape.
+//!
+//! Label values are closed sets: pool names come from the TOML file, reasons
+//! from [`Reject::LABELS`] and [`Outcome`]; nothing a miner sends becomes a
+//! label here.
+
+use std::time::Duration;
+
+use hashsplit_stratum::Reject;
+use prometheus::proto::MetricType;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The pool label of a share whose job is unknown (or that never named one).
+pub const NO_POOL: &str = "none";
+
+/// How a share was settled, beyond the local [`Reject`] reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Valid at the miner's difficulty, below the pool's: credited, not sent.
+    AcceptedLocal,
+    /// Forwarded and accepted by the pool.
+    AcceptedByPool,
+    /// Refused by local validation.
+    Rejected(Reject),
+    /// Refused by the pool, with its error code mapped to a reason.
+    RejectedByPool(PoolReject),
+    /// The pool did not answer within the bounded wait.
+    PoolTimeout,
+    /// The pool was down or its connection dropped before it answered.
+    PoolUnavailable,
+}
+
+/// A pool's refusal, by the customary code it sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolReject {
+    /// Code 21.
+    Stale,
+    /// Code 22.
+    Duplicate,
+    /// Code 23.
+    LowDifficulty,
+    /// Any other code or message.
+    Other,
+}
+
+impl PoolReject {
+    /// Returns the reason for a pool's error code.
+    pub fn from_code(code: i64) -> Self {
+        match code {
+            21 => PoolReject::Stale,
+            22 => PoolReject::Duplicate,
+            23 => PoolReject::LowDifficulty,
+            _ => PoolReject::Other,
+        }
+    }
+}
+
+impl Outcome {
+    /// The `reason` label of every outcome, so each series exists from the
+    /// start.
+    pub const POOL_REASONS: [&'static str; 6] = [
+        "pool-stale",
+        "pool-duplicate",
+        "pool-low-difficulty",
+        "pool-other",
+        "pool-timeout",
+        "pool-unavailable",
+    ];
+
+    /// Returns the `result` label: `accepted` or `rejected`.
+    pub fn result(self) -> &'static str {
+        match self {
+            Outcome::AcceptedLocal | Outcome::AcceptedByPool => "accepted",
+            _ => "rejected",
+        }
+    }
+
+    /// Returns the `reason` label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Outcome::AcceptedLocal => "below-pool-target",
+            Outcome::AcceptedByPool => "pool-accepted",
+            Outcome::Rejected(reject) => reject.as_str(),
+            Outcome::RejectedByPool(PoolReject::Stale) => "pool-stale",
+            Outcome::RejectedByPool(PoolReject::Duplicate) => "pool-duplicate",
+            Outcome::RejectedByPool(PoolReject::LowDifficulty) => "pool-low-difficulty",
+            Outcome::RejectedByPool(PoolReject::Other) => "pool-other",
+            Outcome::PoolTimeout => "pool-timeout",
+            Outcome::PoolUnavailable => "pool-unavailable",
+        }
+    }
+}
+
+/// Every metric the proxy exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Submit attempts by pool.
+    pub shares_submitted: IntCounterVec,
+    /// Settled shares by pool, result and reason.
+    pub shares: IntCounterVec,
+    /// Forwarded shares awaiting the pool's answer.
+    pub shares_in_flight: IntGaugeVec,
+    /// Difficulty credited to miners by pool (hashrate = rate × 2^32).
+    pub credited_difficulty: prometheus::CounterVec,
+    /// Block candidates by pool.
+    pub block_candidates: IntCounterVec,
+    /// 1 while the pool has a job and answers.
+    pub pool_up: IntGaugeVec,
+    /// Current share difficulty of each pool.
+    pub pool_difficulty: GaugeVec,
+    /// Upstream connection attempts after the first, by pool.
+    pub upstream_reconnects: IntCounterVec,
+    /// Time from forwarding a share to the pool's answer.
+    pub upstream_submit_seconds: HistogramVec,
+    /// Time to validate one share locally.
+    pub share_validation_seconds: Histogram,
+    /// Connected miners.
+    pub downstream_connections: IntGauge,
+    /// Miner connections accepted.
+    pub downstream_connects: IntCounter,
+    /// Miner connections closed, by reason.
+    pub downstream_disconnects: IntCounterVec,
+    /// Miners moved onto a pool.
+    pub switches: IntCounterVec,
+    /// The policy's target share per pool.
+    pub policy_target: GaugeVec,
+    /// The configured cap per pool.
+    pub policy_cap: GaugeVec,
+    /// The share delivered over the policy window per pool.
+    pub policy_delivered: GaugeVec,
+    /// 1 when the healthy pools' caps can take all the hashrate.
+    pub policy_feasible: Gauge,
+    /// Observations the policy task could not take in time.
+    pub policy_observations_dropped: IntCounter,
+}
+
+/// Why a miner connection ended.
+pub const DISCONNECT_REASONS: [&str; 9] = [
+    "closed",
+    "idle",
+    "handshake-timeout",
+    "line-too-long",
+    "bad-input",
+    "io-error",
+    "shutdown",
+    "connection-limit",
+    "extranonce-exhausted",
+];
+
+impl Metrics {
+    /// Registers every metric, with a series for every pool and reason.
+    pub fn new(pool_names: &[String]) -> Self {
+        let registry = Registry::new();
+        let m = Metrics {
+            shares_submitted: counter_vec(
+                &registry,
+                "hashsplit_shares_submitted_total",
+                "Shares miners submitted, by the pool of their job",
+                &["pool"],
+            ),
+            shares: counter_vec(
+                &registry,
+                "hashsplit_shares_total",
+                "Settled shares by pool, result and reason",
+                &["pool", "result", "reason"],
+            ),
+            shares_in_flight: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "hashsplit_shares_in_flight",
+                        "Shares forwarded to a pool and not yet answered",
+                    ),
+                    &["pool"],
+                ),
+            ),
+            credited_difficulty: register(
+                &registry,
+                prometheus::CounterVec::new(
+                    Opts::new(
+                        "hashsplit_credited_difficulty_total",
+                        "Share difficulty credited to miners, by pool (hashrate = rate x 2^32)",
+                    ),
+                    &["pool"],
+                ),
+            ),
+            block_candidates: counter_vec(
+                &registry,
+                "hashsplit_block_candidates_total",
+                "Shares meeting the network target, by pool",
+                &["pool"],
+            ),
+            pool_up: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("hashsplit_pool_up", "1 while the pool has a job and answers"),
+                    &["pool"],
+                ),
+            ),
+            pool_difficulty: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new("hashsplit_pool_difficulty", "The pool's current share difficulty"),
+                    &["pool"],
+                ),
+            ),
+            upstream_reconnects: counter_vec(
+                &registry,
+                "hashsplit_upstream_reconnects_total",
+                "Connection attempts to a pool after the first",
+                &["pool"],
+            ),
+            upstream_submit_seconds: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "hashsplit_upstream_submit_seconds",
+                        "Time from forwarding a share to the pool's answer",
+                    )
+                    .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                    &["pool"],
+                ),
+            ),
+            share_validation_seconds: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "hashsplit_share_validation_seconds",
+                        "Time to validate one share locally",
+                    )
+                    .buckets(vec![1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 1e-3]),
+                ),
+            ),
+            downstream_connections: register(
+                &registry,
+                IntGauge::new("hashsplit_downstream_connections", "Connected miners"),
+            ),
+            downstream_connects: register(
+                &registry,
+                IntCounter::new("hashsplit_downstream_connects_total", "Miner connections accepted"),
+            ),
+            downstream_disconnects: counter_vec(
+                &registry,
+                "hashsplit_downstream_disconnects_total",
+                "Miner connections closed, by reason",
+                &["reason"],
+            ),
+            switches: counter_vec(
+                &registry,
+                "hashsplit_pool_switches_total",
+                "Miners moved onto a pool without reconnecting",
+                &["pool"],
+            ),
+            policy_target: gauge_vec(
+                &registry,
+                "hashsplit_policy_target_ratio",
+                "The policy's target share of hashrate per pool",
+            ),
+            policy_cap: gauge_vec(
+                &registry,
+                "hashsplit_policy_cap_ratio",
+                "The configured cap on a pool's share of hashrate",
+            ),
+            policy_delivered: gauge_vec(
+                &registry,
+                "hashsplit_policy_delivered_ratio",
+                "The share of hashrate delivered to a pool over the policy window",
+            ),
+            policy_feasible: register(
+                &registry,
+                Gauge::new(
+                    "hashsplit_policy_feasible",
+                    "1 when the healthy pools' caps can take all the hashrate",
+                ),
+            ),
+            policy_observations_dropped: register(
+                &registry,
+                IntCounter::new(
+                    "hashsplit_policy_observations_dropped_total",
+                    "Observations the policy task could not take in time",
+                ),
+            ),
+            registry,
+        };
+        let build = register(
+            &m.registry,
+            IntGaugeVec::new(
+                Opts::new("hashsplit_build_info", "Build information; always 1"),
+                &["version"],
+            ),
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
+        // Create every series up front so dashboards see zeros, not gaps.
+        let mut pools: Vec<&str> = pool_names.iter().map(String::as_str).collect();
+        pools.push(NO_POOL);
+        for pool in &pools {
+            m.shares_submitted.with_label_values(&[pool]);
+            m.shares_in_flight.with_label_values(&[pool]);
+            for reason in Reject::LABELS {
+                m.shares.with_label_values(&[pool, "rejected", reason]);
+            }
+        }
+        for pool in pool_names {
+            let pool = pool.as_str();
+            m.shares.with_label_values(&[pool, "accepted", "below-pool-target"]);
+            m.shares.with_label_values(&[pool, "accepted", "pool-accepted"]);
+            for reason in Outcome::POOL_REASONS {
+                m.shares.with_label_values(&[pool, "rejected", reason]);
+            }
+            m.credited_difficulty.with_label_values(&[pool]);
+            m.block_candidates.with_label_values(&[pool]);
+            m.pool_up.with_label_values(&[pool]);
+            m.pool_difficulty.with_label_values(&[pool]);
+            m.upstream_reconnects.with_label_values(&[pool]);
+            m.upstream_submit_seconds.with_label_values(&[pool]);
+            m.switches.with_label_values(&[pool]);
+            m.policy_target.with_label_values(&[pool]);
+            m.policy_cap.with_label_values(&[pool]);
+            m.policy_delivered.with_label_values(&[pool]);
+        }
+        for reason in DISCONNECT_REASONS {
+            m.downstream_disconnects.with_label_values(&[reason]);
+        }
+        m
+    }
+
+    /// Counts a settled share.
+    pub fn settle(&self, pool: &str, outcome: Outcome) {
+        self.shares
+            .with_label_values(&[pool, outcome.result(), outcome.reason()])
+            .inc();
+    }
+
+    /// Records the answer time of a forwarded share.
+    pub fn observe_submit(&self, pool: &str, elapsed: Duration) {
+        self.upstream_submit_seconds
+            .with_label_values(&[pool])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Returns the registry (for the exporter and for tests).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Returns the text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding of gathered metrics");
+        String::from_utf8(out).expect("exposition is UTF-8")
+    }
+
+    /// Returns the sum of a metric's samples whose labels include every
+    /// `(name, value)` pair given (tests and the demo read figures this way).
+    pub fn sum(&self, metric: &str, labels: &[(&str, &str)]) -> f64 {
+        let mut total = 0.0;
+        for family in self.registry.gather() {
+            if family.name() != metric {
+                continue;
+            }
+            for sample in family.get_metric() {
+                let matches = labels.iter().all(|(name, value)| {
+                    sample
+                        .get_label()
+                        .iter()
+                        .any(|l| l.name() == *name && l.value() == *value)
+                });
+                if matches {
+                    total += sample_value(family.get_field_type(), sample);
+                }
+            }
+        }
+        total
+    }
+}
+
+fn sample_value(kind: MetricType, sample: &prometheus::proto::Metric) -> f64 {
+    match kind {
+        MetricType::COUNTER => sample.get_counter().get_value(),
+        MetricType::GAUGE => sample.get_gauge().get_value(),
+        MetricType::HISTOGRAM => sample.get_histogram().get_sample_count() as f64,
+        _ => 0.0,
+    }
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: Result<C, prometheus::Error>,
+) -> C {
+    let collector = collector.expect("metric definition is valid");
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("metric names are unique");
+    collector
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str) -> GaugeVec {
+    register(registry, GaugeVec::new(Opts::new(name, help), &["pool"]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_exists_before_anything_happens() {
+        let m = Metrics::new(&["a".into(), "b".into()]);
+        let text = m.encode();
+        assert!(text.contains(r#"hashsplit_shares_total{pool="a",reason="stale",result="rejected"} 0"#));
+        assert!(text.contains(r#"hashsplit_shares_total{pool="b",reason="pool-timeout",result="rejected"} 0"#));
+        assert!(text.contains(r#"hashsplit_pool_up{pool="b"} 0"#));
+        assert!(text.contains("hashsplit_build_info"));
+    }
+
+    #[test]
+    fn settle_and_sum_agree() {
+        let m = Metrics::new(&["a".into()]);
+        m.settle("a", Outcome::AcceptedLocal);
+        m.settle("a", Outcome::AcceptedByPool);
+        m.settle("a", Outcome::Rejected(Reject::Duplicate));
+        m.settle("a", Outcome::RejectedByPool(PoolReject::from_code(21)));
+        assert_eq!(m.sum("hashsplit_shares_total", &[("pool", "a")]), 4.0);
+        assert_eq!(m.sum("hashsplit_shares_total", &[("result", "accepted")]), 2.0);
+        assert_eq!(m.sum("hashsplit_shares_total", &[("reason", "pool-stale")]), 1.0);
+    }
+}

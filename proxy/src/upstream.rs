@@ -1,0 +1,240 @@
+//! One task per pool: connect, subscribe, authorize, keep the pool's jobs,
+//! forward shares, reconnect with jittered exponential backoff.
+//!
+//! Sessions see the pool through [`UpstreamHandle`]: a `watch` of its
+//! [`PoolState`] (up, latest translated job, epoch, version mask) and a
+//! bounded queue for shares to forward, with a second queue for block
+//! candidates that is always read first. Every forwarded share is answered
+//! exactly once on its oneshot: by the pool, by a timeout, or as unavailable
+//! when the connection drops.
+
+mod connection;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hashsplit_policy::{PoolConfig, PoolId};
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::jobs::{JobIds, Layout, PoolState};
+use crate::metrics::{Metrics, Outcome};
+
+/// How long a forwarded share may wait for the pool's answer.
+pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Shares waiting to be written to one pool.
+const FORWARD_QUEUE: usize = 1024;
+/// Longest backoff between connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A share for the pool, with the channel its answer goes to.
+#[derive(Debug)]
+pub struct Forward {
+    /// The pool's job id.
+    pub pool_job_id: String,
+    /// `pad ‖ en1 ‖ en2`, the pool's extranonce2.
+    pub extranonce2: Vec<u8>,
+    /// Header time.
+    pub ntime: u32,
+    /// Header nonce.
+    pub nonce: u32,
+    /// Rolled version bits, if any.
+    pub version_bits: Option<u32>,
+    /// Where the outcome goes (the miner's session, if still connected).
+    pub reply: oneshot::Sender<Outcome>,
+}
+
+/// What a session holds of an upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamHandle {
+    /// The pool.
+    pub pool: PoolId,
+    /// Its name from the TOML file (the metric label).
+    pub name: Arc<str>,
+    /// What the pool publishes.
+    pub state: watch::Receiver<PoolState>,
+    shares: mpsc::Sender<Forward>,
+    blocks: mpsc::Sender<Forward>,
+}
+
+impl UpstreamHandle {
+    /// Queues a share for the pool without waiting; gives it back if the
+    /// queue is full or the upstream is gone.
+    pub fn forward(&self, share: Forward, block_candidate: bool) -> Result<(), Forward> {
+        let queue = if block_candidate { &self.blocks } else { &self.shares };
+        queue.try_send(share).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(share) | mpsc::error::TrySendError::Closed(share) => share,
+        })
+    }
+}
+
+/// What an upstream needs to run.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// The pool.
+    pub pool: PoolId,
+    /// Its `[[pool]]` entry.
+    pub config: PoolConfig,
+    /// The miners' extranonce layout.
+    pub layout: Layout,
+    /// The version-rolling mask to ask the pool for (0: none).
+    pub version_mask: u32,
+}
+
+/// Starts the upstream task of one pool and returns its handle.
+pub fn spawn(
+    config: UpstreamConfig,
+    metrics: Metrics,
+    ids: Arc<JobIds>,
+    shutdown: CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) -> UpstreamHandle {
+    let (state_tx, state_rx) = watch::channel(PoolState::default());
+    let (shares_tx, shares_rx) = mpsc::channel(FORWARD_QUEUE);
+    let (blocks_tx, blocks_rx) = mpsc::channel(FORWARD_QUEUE);
+    let name: Arc<str> = Arc::from(config.config.name.as_str());
+    let upstream = Upstream {
+        config,
+        name: Arc::clone(&name),
+        metrics,
+        ids,
+        state: state_tx,
+        shares: shares_rx,
+        blocks: blocks_rx,
+        shutdown,
+    };
+    let pool = upstream.config.pool;
+    tasks.spawn(upstream.run());
+    UpstreamHandle {
+        pool,
+        name,
+        state: state_rx,
+        shares: shares_tx,
+        blocks: blocks_tx,
+    }
+}
+
+/// How one connection ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// The proxy is shutting down.
+    Shutdown,
+    /// The connection was lost or given up; `healthy` says whether it got
+    /// as far as serving jobs (the backoff starts over if so), `wait` is a
+    /// delay the pool asked for.
+    Lost {
+        reason: String,
+        healthy: bool,
+        wait: Option<Duration>,
+    },
+}
+
+struct Upstream {
+    config: UpstreamConfig,
+    name: Arc<str>,
+    metrics: Metrics,
+    ids: Arc<JobIds>,
+    state: watch::Sender<PoolState>,
+    shares: mpsc::Receiver<Forward>,
+    blocks: mpsc::Receiver<Forward>,
+    shutdown: CancellationToken,
+}
+
+impl Upstream {
+    async fn run(mut self) {
+        let mut failures = 0u32;
+        loop {
+            match connection::run(&mut self).await {
+                Ended::Shutdown => break,
+                Ended::Lost { reason, healthy, wait } => {
+                    self.set_down();
+                    if healthy {
+                        failures = 0;
+                    }
+                    failures = failures.saturating_add(1);
+                    let delay = wait.unwrap_or_else(|| backoff(failures)).min(MAX_BACKOFF);
+                    warn!(pool = %self.name, %reason, retry_in = ?delay, "upstream connection lost");
+                    if !self.idle_for(delay).await {
+                        break;
+                    }
+                    self.metrics
+                        .upstream_reconnects
+                        .with_label_values(&[&self.name])
+                        .inc();
+                }
+            }
+        }
+        self.set_down();
+        // Whatever is still queued cannot reach the pool any more.
+        self.shares.close();
+        self.blocks.close();
+        while let Ok(share) = self.blocks.try_recv().or_else(|_| self.shares.try_recv()) {
+            self.settle_unsent(share);
+        }
+        info!(pool = %self.name, "upstream stopped");
+    }
+
+    /// Waits out a backoff, answering queued shares as unavailable; returns
+    /// false if the proxy is shutting down.
+    async fn idle_for(&mut self, delay: Duration) -> bool {
+        let deadline = tokio::time::sleep(delay);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return false,
+                () = &mut deadline => return true,
+                Some(share) = self.blocks.recv() => self.settle_unsent(share),
+                Some(share) = self.shares.recv() => self.settle_unsent(share),
+            }
+        }
+    }
+
+    /// Answers a share that never reached the pool.
+    fn settle_unsent(&self, share: Forward) {
+        self.settle(share.reply, Outcome::PoolUnavailable);
+    }
+
+    /// Counts a forwarded share's outcome and tells its session.
+    fn settle(&self, reply: oneshot::Sender<Outcome>, outcome: Outcome) {
+        self.metrics.settle(&self.name, outcome);
+        self.metrics
+            .shares_in_flight
+            .with_label_values(&[&self.name])
+            .dec();
+        // The session may be gone; the share is counted all the same.
+        let _ = reply.send(outcome);
+    }
+
+    fn set_down(&self) {
+        self.metrics.pool_up.with_label_values(&[&self.name]).set(0);
+        self.state.send_modify(|state| {
+            state.up = false;
+            // A new connection brings a new extranonce: earlier jobs are void.
+            state.epoch += 1;
+        });
+    }
+}
+
+/// Returns the delay before attempt `failures + 1`: exponential from 1 s,
+/// capped, with jitter so a farm of proxies does not reconnect in step.
+fn backoff(failures: u32) -> Duration {
+    let base = 2f64.powi(failures.saturating_sub(1).min(6) as i32).min(MAX_BACKOFF.as_secs_f64());
+    Duration::from_secs_f64(base * rand::rng().random_range(0.5..1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        for failures in 1..20 {
+            let delay = backoff(failures).as_secs_f64();
+            let base = 2f64.powi((failures - 1).min(6) as i32).min(60.0);
+            assert!(delay >= base * 0.5 && delay < base, "{failures}: {delay}");
+        }
+    }
+}

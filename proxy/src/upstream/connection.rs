@@ -1,0 +1,441 @@
+//! One connection to a pool, from connect to loss.
+//!
+//! The handshake is pipelined the way ASIC firmware does it: configure
+//! (version rolling), subscribe, extranonce.subscribe, authorize. Requests
+//! carry the proxy's own ids and answers are matched by them, never by the
+//! ids miners used.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hashsplit_stratum::{
+    ClientMethod, Configure, ConfigureResult, Difficulty, Id, Incoming, LineCodec, Method,
+    Response, ServerMethod, Submit, SubmitResult, SubscribeResult,
+};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, interval, timeout};
+use tokio_util::codec::Framed;
+use tracing::{debug, info, warn};
+
+use super::{Ended, Forward, SUBMIT_TIMEOUT, Upstream};
+use crate::jobs::{PoolExtranonce, PoolJob};
+use crate::metrics::{Outcome, PoolReject};
+
+/// Time allowed to open the TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed from connect to an authorized connection with a job.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A pool without a new job for this long is unhealthy.
+const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+/// A pool that owes answers and has said nothing for this long is dead.
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Unreadable lines in a row before the connection is given up.
+const MAX_BAD_LINES: u32 = 50;
+/// Longest wait a pool's client.reconnect may ask for.
+const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(60);
+
+/// What an outstanding request of ours was.
+enum Pending {
+    Configure,
+    Subscribe,
+    ExtranonceSubscribe,
+    Authorize,
+    Submit {
+        reply: oneshot::Sender<Outcome>,
+        sent: Instant,
+    },
+}
+
+/// The state of one live connection.
+struct Link {
+    next_id: u64,
+    pending: HashMap<u64, Pending>,
+    extranonce: Option<PoolExtranonce>,
+    authorized: bool,
+    difficulty: Difficulty,
+    last_job: Option<Instant>,
+    last_line: Instant,
+    connected: Instant,
+    bad_lines: u32,
+    healthy: bool,
+}
+
+/// Runs one connection until it is lost or the proxy shuts down.
+pub(super) async fn run(up: &mut Upstream) -> Ended {
+    let url = &up.config.config.url;
+    let target = (url.host.clone(), url.port);
+    let stream = tokio::select! {
+        () = up.shutdown.cancelled() => return Ended::Shutdown,
+        result = timeout(CONNECT_TIMEOUT, TcpStream::connect(target)) => match result {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return lost(format!("connect to {url}: {e}"), false),
+            Err(_) => return lost(format!("connect to {url}: timed out"), false),
+        },
+    };
+    let _ = stream.set_nodelay(true);
+    let mut framed = Framed::new(stream, LineCodec::new(LineCodec::UPSTREAM_MAX_LENGTH));
+    let now = Instant::now();
+    let mut link = Link {
+        next_id: 0,
+        pending: HashMap::new(),
+        extranonce: None,
+        authorized: false,
+        difficulty: Difficulty::ONE,
+        last_job: None,
+        last_line: now,
+        connected: now,
+        bad_lines: 0,
+        healthy: false,
+    };
+    info!(pool = %up.name, %url, "connected to pool");
+
+    let mut handshake = Vec::new();
+    if up.config.version_mask != 0 {
+        handshake.push((
+            Pending::Configure,
+            ClientMethod::Configure(Configure::version_rolling(up.config.version_mask, 0)),
+        ));
+    }
+    handshake.push((
+        Pending::Subscribe,
+        ClientMethod::Subscribe {
+            user_agent: Some(format!("hashsplit/{}", env!("CARGO_PKG_VERSION"))),
+            session_id: None,
+        },
+    ));
+    handshake.push((Pending::ExtranonceSubscribe, ClientMethod::ExtranonceSubscribe));
+    handshake.push((
+        Pending::Authorize,
+        ClientMethod::Authorize {
+            user: up.config.config.user.clone(),
+            password: Some(up.config.config.password.clone()),
+        },
+    ));
+    for (pending, method) in handshake {
+        let id = link.request(pending);
+        if let Err(e) = framed.send(method.to_line(Id::from(id))).await {
+            return link.fail(up, format!("write: {e}"));
+        }
+    }
+
+    let mut tick = interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            biased;
+            () = up.shutdown.cancelled() => {
+                link.drain(up);
+                return Ended::Shutdown;
+            }
+            Some(share) = up.blocks.recv() => {
+                if let Err(reason) = link.forward(up, &mut framed, share).await {
+                    return link.fail(up, reason);
+                }
+            }
+            line = framed.next() => match line {
+                Some(Ok(line)) => {
+                    link.last_line = Instant::now();
+                    match link.on_line(up, &mut framed, &line).await {
+                        Ok(None) => {}
+                        Ok(Some(ended)) => {
+                            link.drain(up);
+                            return ended;
+                        }
+                        Err(reason) => return link.fail(up, reason),
+                    }
+                }
+                Some(Err(e)) => return link.fail(up, format!("read: {e}")),
+                None => return link.fail(up, "pool closed the connection".into()),
+            },
+            Some(share) = up.shares.recv() => {
+                if let Err(reason) = link.forward(up, &mut framed, share).await {
+                    return link.fail(up, reason);
+                }
+            }
+            _ = tick.tick() => {
+                if let Err(reason) = link.check_health(up) {
+                    return link.fail(up, reason);
+                }
+            }
+        }
+    }
+}
+
+fn lost(reason: String, healthy: bool) -> Ended {
+    Ended::Lost {
+        reason,
+        healthy,
+        wait: None,
+    }
+}
+
+type PoolFramed = Framed<TcpStream, LineCodec>;
+
+impl Link {
+    fn request(&mut self, pending: Pending) -> u64 {
+        self.next_id += 1;
+        self.pending.insert(self.next_id, pending);
+        self.next_id
+    }
+
+    /// Ends the connection: every share waiting on it is unavailable.
+    fn fail(&mut self, up: &Upstream, reason: String) -> Ended {
+        self.drain(up);
+        lost(reason, self.healthy)
+    }
+
+    fn drain(&mut self, up: &Upstream) {
+        for (_, pending) in self.pending.drain() {
+            if let Pending::Submit { reply, .. } = pending {
+                up.settle(reply, Outcome::PoolUnavailable);
+            }
+        }
+    }
+
+    async fn forward(&mut self, up: &Upstream, framed: &mut PoolFramed, share: Forward) -> Result<(), String> {
+        if !self.authorized || self.extranonce.is_none() {
+            up.settle_unsent(share);
+            return Ok(());
+        }
+        let submit = Submit {
+            worker: up.config.config.user.clone(),
+            job_id: share.pool_job_id,
+            extranonce2: hex::encode(&share.extranonce2),
+            ntime: format!("{:08x}", share.ntime),
+            nonce: format!("{:08x}", share.nonce),
+            version_bits: share.version_bits.map(|bits| format!("{bits:08x}")),
+        };
+        let id = self.request(Pending::Submit {
+            reply: share.reply,
+            sent: Instant::now(),
+        });
+        framed
+            .send(ClientMethod::Submit(submit).to_line(Id::from(id)))
+            .await
+            .map_err(|e| format!("write: {e}"))
+    }
+
+    /// Handles one line from the pool; `Ok(Some(_))` ends the connection
+    /// without it being the pool's fault (a reconnect request).
+    async fn on_line(
+        &mut self,
+        up: &Upstream,
+        framed: &mut PoolFramed,
+        line: &str,
+    ) -> Result<Option<Ended>, String> {
+        let incoming = match Incoming::<ServerMethod>::from_line(line) {
+            Ok(incoming) => incoming,
+            Err(e) => {
+                self.bad_lines += 1;
+                warn!(pool = %up.name, error = %e, "unreadable line from pool");
+                if let Some(response) = e.to_response() {
+                    let _ = framed.send(response.to_line()).await;
+                }
+                if self.bad_lines >= MAX_BAD_LINES {
+                    return Err(format!("{MAX_BAD_LINES} unreadable lines in a row"));
+                }
+                return Ok(None);
+            }
+        };
+        self.bad_lines = 0;
+        match incoming {
+            Incoming::Response(response) => self.on_response(up, response),
+            Incoming::Call { id, method } => self.on_call(up, framed, id, method).await,
+        }
+    }
+
+    fn on_response(&mut self, up: &Upstream, response: Response) -> Result<Option<Ended>, String> {
+        let Some(pending) = response.id.as_u64().and_then(|id| self.pending.remove(&id)) else {
+            debug!(pool = %up.name, id = ?response.id, "answer to no request of ours");
+            return Ok(None);
+        };
+        match pending {
+            Pending::Submit { reply, sent } => {
+                up.metrics.observe_submit(&up.name, sent.elapsed());
+                let outcome = match SubmitResult::from_response(&response) {
+                    Ok(SubmitResult::Accepted) => Outcome::AcceptedByPool,
+                    Ok(SubmitResult::Rejected(error)) => {
+                        debug!(pool = %up.name, %error.code, %error.message, "pool rejected a share");
+                        Outcome::RejectedByPool(PoolReject::from_code(error.code))
+                    }
+                    Err(_) => Outcome::RejectedByPool(PoolReject::Other),
+                };
+                up.settle(reply, outcome);
+            }
+            Pending::Subscribe => {
+                if let Some(error) = &response.error {
+                    return Err(format!("subscribe refused: {}", error.message));
+                }
+                let result = SubscribeResult::from_result(&response.result)
+                    .map_err(|e| format!("subscribe answer unreadable: {e}"))?;
+                let extranonce = PoolExtranonce {
+                    extranonce1: result.extranonce1,
+                    extranonce2_size: result.extranonce2_size,
+                };
+                if up.config.layout.padding_for(&extranonce).is_none() {
+                    return Err(format!(
+                        "pool extranonce2 of {} bytes cannot hold the proxy's extranonce1 + extranonce2 ({} + {})",
+                        extranonce.extranonce2_size,
+                        up.config.layout.extranonce1_size,
+                        up.config.layout.extranonce2_size
+                    ));
+                }
+                self.extranonce = Some(extranonce);
+            }
+            Pending::Authorize => {
+                let accepted = response.error.is_none() && response.result.as_bool() != Some(false);
+                if !accepted {
+                    return Err(format!("pool refused worker {:?}", up.config.config.user));
+                }
+                self.authorized = true;
+                // Pools often send the first job before this answer.
+                if self.last_job.is_some() {
+                    self.set_up(up);
+                }
+            }
+            Pending::Configure => {
+                let mask = ConfigureResult::from_result(&response.result)
+                    .ok()
+                    .and_then(|r| r.version_rolling)
+                    .filter(|_| response.error.is_none());
+                up.state.send_modify(|state| {
+                    state.version_mask = mask;
+                    state.configured = true;
+                });
+            }
+            Pending::ExtranonceSubscribe => {}
+        }
+        Ok(None)
+    }
+
+    async fn on_call(
+        &mut self,
+        up: &Upstream,
+        framed: &mut PoolFramed,
+        id: Id,
+        method: ServerMethod,
+    ) -> Result<Option<Ended>, String> {
+        match method {
+            ServerMethod::Notify(notify) => self.on_notify(up, &notify),
+            ServerMethod::SetDifficulty(difficulty) => {
+                self.difficulty = difficulty;
+                up.metrics
+                    .pool_difficulty
+                    .with_label_values(&[&up.name])
+                    .set(difficulty.as_f64());
+            }
+            ServerMethod::SetExtranonce {
+                extranonce1,
+                extranonce2_size,
+            } => {
+                let extranonce = PoolExtranonce {
+                    extranonce1,
+                    extranonce2_size,
+                };
+                if up.config.layout.padding_for(&extranonce).is_none() {
+                    return Err(format!(
+                        "pool set an extranonce2 of {extranonce2_size} bytes, too small for the proxy"
+                    ));
+                }
+                self.extranonce = Some(extranonce);
+            }
+            ServerMethod::SetVersionMask(mask) => {
+                up.state.send_modify(|state| state.version_mask = Some(mask));
+            }
+            ServerMethod::Reconnect { wait_secs, .. } => {
+                // Pools come only from the TOML file: reconnect to the same
+                // address, never where the pool points.
+                let wait = Duration::from_secs(wait_secs.unwrap_or(0)).min(MAX_RECONNECT_WAIT);
+                info!(pool = %up.name, ?wait, "pool asked to reconnect; reconnecting to the configured address");
+                return Ok(Some(Ended::Lost {
+                    reason: "pool asked to reconnect".into(),
+                    healthy: true,
+                    wait: Some(wait.max(Duration::from_millis(100))),
+                }));
+            }
+            ServerMethod::ShowMessage(message) => {
+                let message: String = message.chars().take(200).collect();
+                info!(pool = %up.name, %message, "message from pool");
+            }
+            ServerMethod::GetVersion => {
+                if !id.is_null() {
+                    let version = format!("hashsplit/{}", env!("CARGO_PKG_VERSION"));
+                    framed
+                        .send(Response::ok(id, version).to_line())
+                        .await
+                        .map_err(|e| format!("write: {e}"))?;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn on_notify(&mut self, up: &Upstream, notify: &hashsplit_stratum::Notify) {
+        let Some(extranonce) = &self.extranonce else {
+            debug!(pool = %up.name, "job before subscribe answered; ignored");
+            return;
+        };
+        let epoch = up.state.borrow().epoch + u64::from(notify.clean_jobs);
+        match PoolJob::translate(
+            up.config.pool,
+            notify,
+            extranonce,
+            up.config.layout,
+            self.difficulty,
+            epoch,
+            &up.ids,
+        ) {
+            Ok(job) => {
+                self.last_job = Some(Instant::now());
+                let job = Arc::new(job);
+                up.state.send_modify(|state| {
+                    state.epoch = epoch;
+                    state.job = Some(job);
+                });
+                if self.authorized {
+                    self.set_up(up);
+                }
+            }
+            Err(e) => warn!(pool = %up.name, error = %e, "pool job unusable"),
+        }
+    }
+
+    /// Marks the pool up: authorized, with a job.
+    fn set_up(&mut self, up: &Upstream) {
+        self.healthy = true;
+        up.metrics.pool_up.with_label_values(&[&up.name]).set(1);
+        up.state.send_if_modified(|state| !std::mem::replace(&mut state.up, true));
+    }
+
+    /// Times out unanswered shares and notices a pool that went quiet.
+    fn check_health(&mut self, up: &Upstream) -> Result<(), String> {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter_map(|(id, p)| match p {
+                Pending::Submit { sent, .. } if now.duration_since(*sent) >= SUBMIT_TIMEOUT => Some(*id),
+                _ => None,
+            })
+            .collect();
+        for id in expired {
+            if let Some(Pending::Submit { reply, .. }) = self.pending.remove(&id) {
+                up.settle(reply, Outcome::PoolTimeout);
+            }
+        }
+        if !self.pending.is_empty() && now.duration_since(self.last_line) >= SILENCE_TIMEOUT {
+            return Err(format!("pool stopped answering ({}s of silence)", SILENCE_TIMEOUT.as_secs()));
+        }
+        match self.last_job {
+            None if now.duration_since(self.connected) >= HANDSHAKE_TIMEOUT => {
+                Err("no authorized job within the handshake time".into())
+            }
+            Some(at) if now.duration_since(at) >= JOB_TIMEOUT => {
+                Err(format!("no new job for {}s", JOB_TIMEOUT.as_secs()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
