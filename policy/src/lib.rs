@@ -15,11 +15,22 @@
 
 #![forbid(unsafe_code)]
 
+pub mod allocate;
+pub mod assignment;
 pub mod config;
 pub mod diag;
+pub mod engine;
+pub mod estimate;
+pub mod fleet;
+pub mod ledger;
 pub mod parse;
+pub mod sim;
 pub mod units;
 
+pub use assignment::{Assignment, PoolPlan};
 pub use config::{OnInfeasible, Policy, PolicyConfig, PoolConfig, PoolUrl};
 pub use diag::{ConfigError, Diagnostics, Problem};
+pub use engine::{Engine, Observation};
+pub use fleet::Fleet;
+pub use sim::{SimOptions, SimReport, simulate};
 pub use units::{Hashrate, Instant, MinerId, PoolId, Ratio, Work};

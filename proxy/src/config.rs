@@ -1,65 +1,394 @@
-//! Stand-in for the proxy's TOML configuration while the full loader lands
-//! from the policy branch; field names follow that loader's.
+//! The whole hashsplit TOML file: `[server]`, `[downstream]` and `[metrics]`
+//! (all optional, with defaults) plus `[policy]` and `[[pool]]` (read and
+//! validated by the policy crate).
+//!
+//! Every section is deserialized on its own, so one bad section does not
+//! hide the problems in the others; every problem comes back at once with
+//! its TOML path and line:column.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use hashsplit_policy::Policy;
+use hashsplit_policy::config::read_policy;
+use hashsplit_policy::diag::{ConfigError, Diagnostics, Problem};
+use hashsplit_policy::parse::parse_duration;
+use serde::Deserialize;
+use toml::Spanned;
 
-/// The whole validated configuration.
-#[derive(Debug, Clone)]
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// `[server]`.
+    /// Where miners connect, and the limits on them.
     pub server: ServerConfig,
-    /// `[downstream]`.
+    /// What miners are told: extranonce sizes, difficulty, version rolling.
     pub downstream: DownstreamConfig,
-    /// `[metrics]`.
+    /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
-    /// `[policy]` and `[[pool]]`.
+    /// The policy and the pools.
     pub policy: Policy,
 }
 
-/// `[server]`: the miner-facing listener and its limits.
-#[derive(Debug, Clone)]
+/// `[server]`: the miner-facing listener.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
-    /// Where miners connect.
+    /// Address miners connect to (default `0.0.0.0:3333`).
     pub listen: SocketAddr,
-    /// Most miners connected at once.
-    pub max_connections: usize,
-    /// Most miners connected at once from one IP address.
-    pub max_connections_per_ip: usize,
-    /// Time a miner has to subscribe and authorize.
+    /// Most miner connections at once (default 10000).
+    pub max_connections: u32,
+    /// Most connections from one IP address (default 1000).
+    pub max_connections_per_ip: u32,
+    /// Subscribe and authorize must finish within this (default 30 s).
     pub handshake_timeout: Duration,
-    /// Time without a line from a miner before it is disconnected.
+    /// A miner silent this long is disconnected (default 10 min).
     pub idle_timeout: Duration,
-    /// Longest line a miner may send.
+    /// Longest line a miner may send, in bytes (default 16384).
     pub max_line_length: usize,
 }
 
-/// `[downstream]`: what every miner is given.
-#[derive(Debug, Clone)]
+/// `[downstream]`: what each miner is told.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DownstreamConfig {
-    /// Proxy-chosen extranonce1 bytes per miner (P).
-    pub extranonce1_size: usize,
-    /// Extranonce2 bytes a miner rolls (D).
-    pub extranonce2_size: usize,
-    /// Vardiff target, shares per minute.
+    /// Bytes of the proxy-chosen per-miner extranonce1 prefix (default 2).
+    pub extranonce1_size: u8,
+    /// Bytes of extranonce2 the miner rolls, 1..=8 (default 4).
+    pub extranonce2_size: u8,
+    /// Shares per minute vardiff aims for (default 20).
     pub share_rate: f64,
-    /// Lowest difficulty vardiff goes to.
+    /// Lowest difficulty vardiff may set (default 0.001).
     pub min_difficulty: f64,
-    /// Difficulty a new miner starts at.
+    /// Difficulty a new miner starts at (default 8192, about 0.6 TH/s at
+    /// 20 shares a minute; vardiff takes it from there).
     pub initial_difficulty: f64,
-    /// Version-rolling mask offered to miners.
+    /// Version bits miners may roll (default `1fffe000`, BIP 320).
     pub version_mask: u32,
 }
 
-/// `[metrics]`.
-#[derive(Debug, Clone)]
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetricsConfig {
-    /// Where `/metrics` is served.
+    /// Address of the `/metrics` endpoint (default `127.0.0.1:9184`).
     pub listen: SocketAddr,
-    /// Export per-worker series.
+    /// Whether to export per-worker series (default false).
     pub per_worker: bool,
-    /// Most worker series.
-    pub max_workers: usize,
+    /// Most workers with their own series (default 500).
+    pub max_workers: u32,
 }
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 3333)),
+            max_connections: 10_000,
+            max_connections_per_ip: 1000,
+            handshake_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
+            max_line_length: 16_384,
+        }
+    }
+}
+
+impl Default for DownstreamConfig {
+    fn default() -> Self {
+        DownstreamConfig {
+            extranonce1_size: 2,
+            extranonce2_size: 4,
+            share_rate: 20.0,
+            min_difficulty: 0.001,
+            initial_difficulty: 8192.0,
+            version_mask: 0x1fff_e000,
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9184)),
+            per_worker: false,
+            max_workers: 500,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    max_connections: Option<Spanned<i64>>,
+    max_connections_per_ip: Option<Spanned<i64>>,
+    handshake_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    max_line_length: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDownstream {
+    extranonce1_size: Option<Spanned<i64>>,
+    extranonce2_size: Option<Spanned<i64>>,
+    share_rate: Option<Spanned<f64>>,
+    min_difficulty: Option<Spanned<f64>>,
+    initial_difficulty: Option<Spanned<f64>>,
+    version_mask: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<Spanned<String>>,
+    per_worker: Option<bool>,
+    max_workers: Option<Spanned<i64>>,
+}
+
+impl Config {
+    /// Parses and validates a whole config file, returning it with its
+    /// warnings, or every problem at once.
+    pub fn from_toml_str(text: &str) -> Result<(Config, Vec<Problem>), ConfigError> {
+        let mut diag = Diagnostics::new(text);
+        let mut server = ServerConfig::default();
+        let mut downstream = DownstreamConfig::default();
+        let mut metrics = MetricsConfig::default();
+        let (mut policy, mut pools) = (None, None);
+        let entries = diag.parse_document();
+        let parsed = entries.is_some();
+        for entry in entries.unwrap_or_default() {
+            match entry.key.as_str() {
+                "server" => {
+                    if let Some(raw) = diag.deserialize("server", entry.value) {
+                        server = read_server(&mut diag, raw);
+                    }
+                }
+                "downstream" => {
+                    if let Some(raw) = diag.deserialize("downstream", entry.value) {
+                        downstream = read_downstream(&mut diag, raw);
+                    }
+                }
+                "metrics" => {
+                    if let Some(raw) = diag.deserialize("metrics", entry.value) {
+                        metrics = read_metrics(&mut diag, raw);
+                    }
+                }
+                "policy" => policy = Some(entry.value),
+                "pool" => pools = Some(entry.value),
+                other => diag.error(
+                    other,
+                    Some(entry.key_span),
+                    format!(
+                        "unknown section `{other}`, expected server, downstream, metrics, \
+                         policy or pool"
+                    ),
+                ),
+            }
+        }
+        let policy = if parsed {
+            read_policy(&mut diag, policy, pools)
+        } else {
+            None
+        };
+        let (policy, warnings) = diag.finish(|| policy)?;
+        // read_policy returns nothing only after recording an error, which
+        // finish has already reported.
+        let policy = policy.ok_or_else(|| ConfigError {
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        })?;
+        let config = Config {
+            server,
+            downstream,
+            metrics,
+            policy,
+        };
+        Ok((config, warnings))
+    }
+}
+
+fn read_server(diag: &mut Diagnostics<'_>, raw: RawServer) -> ServerConfig {
+    let d = ServerConfig::default();
+    let server = ServerConfig {
+        listen: address(diag, "server.listen", raw.listen).unwrap_or(d.listen),
+        max_connections: count(
+            diag,
+            "server.max_connections",
+            raw.max_connections,
+            1,
+            u32::MAX,
+        )
+        .map_or(d.max_connections, |n| n as u32),
+        max_connections_per_ip: count(
+            diag,
+            "server.max_connections_per_ip",
+            raw.max_connections_per_ip,
+            1,
+            u32::MAX,
+        )
+        .map_or(d.max_connections_per_ip, |n| n as u32),
+        handshake_timeout: duration(diag, "server.handshake_timeout", raw.handshake_timeout)
+            .unwrap_or(d.handshake_timeout),
+        idle_timeout: duration(diag, "server.idle_timeout", raw.idle_timeout)
+            .unwrap_or(d.idle_timeout),
+        max_line_length: count(
+            diag,
+            "server.max_line_length",
+            raw.max_line_length,
+            256,
+            1 << 20,
+        )
+        .map_or(d.max_line_length, |n| n as usize),
+    };
+    if server.max_connections_per_ip > server.max_connections {
+        diag.warning(
+            "server.max_connections_per_ip",
+            None,
+            "max_connections_per_ip is above max_connections, so it never applies",
+        );
+    }
+    server
+}
+
+fn read_downstream(diag: &mut Diagnostics<'_>, raw: RawDownstream) -> DownstreamConfig {
+    let d = DownstreamConfig::default();
+    let min_span = raw.initial_difficulty.as_ref().map(Spanned::span);
+    let downstream = DownstreamConfig {
+        extranonce1_size: count(
+            diag,
+            "downstream.extranonce1_size",
+            raw.extranonce1_size,
+            1,
+            4,
+        )
+        .map_or(d.extranonce1_size, |n| n as u8),
+        extranonce2_size: count(
+            diag,
+            "downstream.extranonce2_size",
+            raw.extranonce2_size,
+            1,
+            8,
+        )
+        .map_or(d.extranonce2_size, |n| n as u8),
+        share_rate: positive(diag, "downstream.share_rate", raw.share_rate).unwrap_or(d.share_rate),
+        min_difficulty: positive(diag, "downstream.min_difficulty", raw.min_difficulty)
+            .unwrap_or(d.min_difficulty),
+        initial_difficulty: positive(
+            diag,
+            "downstream.initial_difficulty",
+            raw.initial_difficulty,
+        )
+        .unwrap_or(d.initial_difficulty),
+        version_mask: raw
+            .version_mask
+            .and_then(|mask| {
+                let text = mask.get_ref().trim_start_matches("0x");
+                let parsed = u32::from_str_radix(text, 16).ok();
+                if parsed.is_none() {
+                    diag.error(
+                        "downstream.version_mask",
+                        Some(mask.span()),
+                        format!(
+                            "version_mask {:?} is not a 32-bit hex number",
+                            mask.get_ref()
+                        ),
+                    );
+                }
+                parsed
+            })
+            .unwrap_or(d.version_mask),
+    };
+    if downstream.initial_difficulty < downstream.min_difficulty {
+        diag.error(
+            "downstream.initial_difficulty",
+            min_span,
+            format!(
+                "initial_difficulty {} is below min_difficulty {}",
+                downstream.initial_difficulty, downstream.min_difficulty
+            ),
+        );
+    }
+    downstream
+}
+
+fn read_metrics(diag: &mut Diagnostics<'_>, raw: RawMetrics) -> MetricsConfig {
+    let d = MetricsConfig::default();
+    MetricsConfig {
+        listen: address(diag, "metrics.listen", raw.listen).unwrap_or(d.listen),
+        per_worker: raw.per_worker.unwrap_or(d.per_worker),
+        max_workers: count(diag, "metrics.max_workers", raw.max_workers, 0, u32::MAX)
+            .map_or(d.max_workers, |n| n as u32),
+    }
+}
+
+fn address(
+    diag: &mut Diagnostics<'_>,
+    path: &str,
+    value: Option<Spanned<String>>,
+) -> Option<SocketAddr> {
+    let value = value?;
+    let parsed = value.get_ref().parse().ok();
+    if parsed.is_none() {
+        diag.error(
+            path,
+            Some(value.span()),
+            format!("{:?} is not an ip:port address", value.get_ref()),
+        );
+    }
+    parsed
+}
+
+fn count(
+    diag: &mut Diagnostics<'_>,
+    path: &str,
+    value: Option<Spanned<i64>>,
+    min: i64,
+    max: impl Into<i64>,
+) -> Option<i64> {
+    let value = value?;
+    let max = max.into();
+    let n = *value.get_ref();
+    if (min..=max).contains(&n) {
+        Some(n)
+    } else {
+        diag.error(
+            path,
+            Some(value.span()),
+            format!("must be in {min}..={max}, got {n}"),
+        );
+        None
+    }
+}
+
+fn positive(diag: &mut Diagnostics<'_>, path: &str, value: Option<Spanned<f64>>) -> Option<f64> {
+    let value = value?;
+    let x = *value.get_ref();
+    if x.is_finite() && x > 0.0 {
+        Some(x)
+    } else {
+        diag.error(
+            path,
+            Some(value.span()),
+            format!("must be finite and > 0, got {x}"),
+        );
+        None
+    }
+}
+
+fn duration(
+    diag: &mut Diagnostics<'_>,
+    path: &str,
+    value: Option<Spanned<String>>,
+) -> Option<Duration> {
+    let value = value?;
+    match parse_duration(value.get_ref()) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
+            diag.error(path, Some(value.span()), "duration must be positive");
+            None
+        }
+        Err(e) => {
+            diag.error(path, Some(value.span()), e.to_string());
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -116,7 +116,8 @@ impl PoolJob {
                 p: layout.extranonce1_size,
                 d: layout.extranonce2_size,
             })?;
-        let mut coinb1 = Vec::with_capacity(notify.coinb1.len() + extranonce.extranonce1.len() + padding);
+        let mut coinb1 =
+            Vec::with_capacity(notify.coinb1.len() + extranonce.extranonce1.len() + padding);
         coinb1.extend_from_slice(&notify.coinb1);
         coinb1.extend_from_slice(&extranonce.extranonce1);
         coinb1.resize(coinb1.len() + padding, 0);
@@ -211,10 +212,10 @@ impl JobBook {
     /// Lowers the difficulty of the newest job after a set_difficulty, so
     /// shares at the new (lower) difficulty count at once.
     pub fn lower_difficulty(&mut self, difficulty: Difficulty) {
-        if let Some(entry) = self.entries.back_mut() {
-            if difficulty < entry.difficulty {
-                entry.difficulty = difficulty;
-            }
+        if let Some(entry) = self.entries.back_mut()
+            && difficulty < entry.difficulty
+        {
+            entry.difficulty = difficulty;
         }
     }
 
@@ -289,8 +290,16 @@ mod tests {
     };
 
     fn translated(epoch: u64, ids: &JobIds) -> PoolJob {
-        PoolJob::translate(PoolId(1), &notify(), &pool_en(), LAYOUT, Difficulty::ONE, epoch, ids)
-            .unwrap()
+        PoolJob::translate(
+            PoolId(1),
+            &notify(),
+            &pool_en(),
+            LAYOUT,
+            Difficulty::ONE,
+            epoch,
+            ids,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -298,13 +307,22 @@ mod tests {
         let ids = JobIds::default();
         let job = translated(0, &ids);
         assert_eq!(job.padding, 2);
-        assert_eq!(job.notify.coinb1, [1, 2, 3, 4, 5, 0xaa, 0xbb, 0xcc, 0xdd, 0, 0]);
+        assert_eq!(
+            job.notify.coinb1,
+            [1, 2, 3, 4, 5, 0xaa, 0xbb, 0xcc, 0xdd, 0, 0]
+        );
         let en1 = [0x12, 0x34];
         let en2 = [0xde, 0xad, 0xbe, 0xef];
         let miner_coinbase = job.job.coinbase(&en1, &en2);
         let pool_en2 = job.pool_extranonce2(&en1, &en2);
         assert_eq!(pool_en2.len(), 8);
-        let pool_coinbase = [&notify().coinb1[..], &pool_en().extranonce1, &pool_en2, &notify().coinb2].concat();
+        let pool_coinbase = [
+            &notify().coinb1[..],
+            &pool_en().extranonce1,
+            &pool_en2,
+            &notify().coinb2,
+        ]
+        .concat();
         assert_eq!(miner_coinbase, pool_coinbase);
 
         // And so the share hashes the same on the pool's own job.
@@ -329,9 +347,24 @@ mod tests {
             extranonce1: vec![1],
             extranonce2_size: 5,
         };
-        let err = PoolJob::translate(PoolId(0), &notify(), &small, LAYOUT, Difficulty::ONE, 0, &JobIds::default())
-            .unwrap_err();
-        assert!(matches!(err, TranslateError::ExtranonceTooSmall { pool: 5, p: 2, d: 4 }));
+        let err = PoolJob::translate(
+            PoolId(0),
+            &notify(),
+            &small,
+            LAYOUT,
+            Difficulty::ONE,
+            0,
+            &JobIds::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            TranslateError::ExtranonceTooSmall {
+                pool: 5,
+                p: 2,
+                d: 4
+            }
+        ));
     }
 
     #[test]
@@ -352,7 +385,10 @@ mod tests {
         book.sent(Arc::clone(&old), Difficulty::ONE);
         book.sent(Arc::clone(&new), Difficulty::ONE);
         let epoch = |_| 4;
-        assert_eq!(book.find(&old.notify.job_id, epoch).unwrap_err(), Reject::Stale);
+        assert_eq!(
+            book.find(&old.notify.job_id, epoch).unwrap_err(),
+            Reject::Stale
+        );
         assert!(book.find(&new.notify.job_id, epoch).is_ok());
         assert_eq!(book.find("nope", epoch).unwrap_err(), Reject::UnknownJob);
 
@@ -370,7 +406,10 @@ mod tests {
         for _ in 0..BOOK_SIZE {
             book.sent(Arc::new(translated(0, &ids)), Difficulty::ONE);
         }
-        assert_eq!(book.find(&first.notify.job_id, |_| 0).unwrap_err(), Reject::UnknownJob);
+        assert_eq!(
+            book.find(&first.notify.job_id, |_| 0).unwrap_err(),
+            Reject::UnknownJob
+        );
     }
 
     #[test]

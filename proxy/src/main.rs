@@ -1,13 +1,114 @@
 //! `hashsplit`: the command line of the proxy.
 
-use clap::Parser;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hashsplit::Config;
+use hashsplit::simulate::{check_summary, to_json, to_table};
+use hashsplit_policy::parse::parse_duration;
+use hashsplit_policy::{Fleet, Problem, SimOptions, simulate};
 
 /// Stratum v1 proxy that caps every pool's share of your hashrate.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!("the proxy daemon is not built yet; see the README")
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validates a config file and prints every problem, or a summary.
+    Check {
+        /// The hashsplit TOML file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Runs the policy on a virtual clock against a fleet file.
+    Simulate {
+        /// The hashsplit TOML file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The fleet file: miners, share rate, events.
+        #[arg(long)]
+        fleet: PathBuf,
+        /// Length of the simulated run, e.g. 2h or 90m.
+        #[arg(long, default_value = "2h", value_parser = parse_duration)]
+        duration: Duration,
+        /// Seed of the share-arrival noise.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Prints one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Check { config } => {
+            let Some(config) = load(&config)? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            print!("{}", check_summary(&config));
+        }
+        Command::Simulate {
+            config,
+            fleet,
+            duration,
+            seed,
+            json,
+        } => {
+            let Some(config) = load(&config)? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let text = std::fs::read_to_string(&fleet)
+                .with_context(|| format!("reading {}", fleet.display()))?;
+            let fleet = Fleet::from_toml_str(&text, &config.policy)
+                .with_context(|| format!("in {}", fleet.display()))?;
+            let report = simulate(&config.policy, &fleet, SimOptions { duration, seed });
+            if json {
+                println!("{}", to_json(&report)?);
+            } else {
+                print!("{}", to_table(&report));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads a config file, printing its warnings to stderr; prints every
+/// problem and returns `None` if it is invalid.
+fn load(path: &Path) -> anyhow::Result<Option<Config>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    match Config::from_toml_str(&text) {
+        Ok((config, warnings)) => {
+            for warning in warnings {
+                eprintln!("{} (warning)", located(path, &warning));
+            }
+            Ok(Some(config))
+        }
+        Err(error) => {
+            for problem in &error.errors {
+                eprintln!("{}", located(path, problem));
+            }
+            for warning in &error.warnings {
+                eprintln!("{} (warning)", located(path, warning));
+            }
+            eprintln!("{} error(s) in {}", error.errors.len(), path.display());
+            Ok(None)
+        }
+    }
+}
+
+/// Returns `file:line:column: path: message`, the shape editors jump to.
+fn located(file: &Path, problem: &Problem) -> String {
+    match problem.location {
+        Some(_) => format!("{}:{problem}", file.display()),
+        None => format!("{}: {problem}", file.display()),
+    }
 }

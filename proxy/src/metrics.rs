@@ -203,14 +203,20 @@ impl Metrics {
             pool_up: register(
                 &registry,
                 IntGaugeVec::new(
-                    Opts::new("hashsplit_pool_up", "1 while the pool has a job and answers"),
+                    Opts::new(
+                        "hashsplit_pool_up",
+                        "1 while the pool has a job and answers",
+                    ),
                     &["pool"],
                 ),
             ),
             pool_difficulty: register(
                 &registry,
                 GaugeVec::new(
-                    Opts::new("hashsplit_pool_difficulty", "The pool's current share difficulty"),
+                    Opts::new(
+                        "hashsplit_pool_difficulty",
+                        "The pool's current share difficulty",
+                    ),
                     &["pool"],
                 ),
             ),
@@ -227,7 +233,9 @@ impl Metrics {
                         "hashsplit_upstream_submit_seconds",
                         "Time from forwarding a share to the pool's answer",
                     )
-                    .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                    .buckets(vec![
+                        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    ]),
                     &["pool"],
                 ),
             ),
@@ -247,7 +255,10 @@ impl Metrics {
             ),
             downstream_connects: register(
                 &registry,
-                IntCounter::new("hashsplit_downstream_connects_total", "Miner connections accepted"),
+                IntCounter::new(
+                    "hashsplit_downstream_connects_total",
+                    "Miner connections accepted",
+                ),
             ),
             downstream_disconnects: counter_vec(
                 &registry,
@@ -313,8 +324,10 @@ impl Metrics {
         }
         for pool in pool_names {
             let pool = pool.as_str();
-            m.shares.with_label_values(&[pool, "accepted", "below-pool-target"]);
-            m.shares.with_label_values(&[pool, "accepted", "pool-accepted"]);
+            m.shares
+                .with_label_values(&[pool, "accepted", "below-pool-target"]);
+            m.shares
+                .with_label_values(&[pool, "accepted", "pool-accepted"]);
             for reason in Outcome::POOL_REASONS {
                 m.shares.with_label_values(&[pool, "rejected", reason]);
             }
@@ -423,8 +436,12 @@ mod tests {
     fn every_series_exists_before_anything_happens() {
         let m = Metrics::new(&["a".into(), "b".into()]);
         let text = m.encode();
-        assert!(text.contains(r#"hashsplit_shares_total{pool="a",reason="stale",result="rejected"} 0"#));
-        assert!(text.contains(r#"hashsplit_shares_total{pool="b",reason="pool-timeout",result="rejected"} 0"#));
+        assert!(
+            text.contains(r#"hashsplit_shares_total{pool="a",reason="stale",result="rejected"} 0"#)
+        );
+        assert!(text.contains(
+            r#"hashsplit_shares_total{pool="b",reason="pool-timeout",result="rejected"} 0"#
+        ));
         assert!(text.contains(r#"hashsplit_pool_up{pool="b"} 0"#));
         assert!(text.contains("hashsplit_build_info"));
     }
@@ -437,7 +454,13 @@ mod tests {
         m.settle("a", Outcome::Rejected(Reject::Duplicate));
         m.settle("a", Outcome::RejectedByPool(PoolReject::from_code(21)));
         assert_eq!(m.sum("hashsplit_shares_total", &[("pool", "a")]), 4.0);
-        assert_eq!(m.sum("hashsplit_shares_total", &[("result", "accepted")]), 2.0);
-        assert_eq!(m.sum("hashsplit_shares_total", &[("reason", "pool-stale")]), 1.0);
+        assert_eq!(
+            m.sum("hashsplit_shares_total", &[("result", "accepted")]),
+            2.0
+        );
+        assert_eq!(
+            m.sum("hashsplit_shares_total", &[("reason", "pool-stale")]),
+            1.0
+        );
     }
 }

@@ -63,9 +63,15 @@ impl UpstreamHandle {
     /// Queues a share for the pool without waiting; gives it back if the
     /// queue is full or the upstream is gone.
     pub fn forward(&self, share: Forward, block_candidate: bool) -> Result<(), Forward> {
-        let queue = if block_candidate { &self.blocks } else { &self.shares };
+        let queue = if block_candidate {
+            &self.blocks
+        } else {
+            &self.shares
+        };
         queue.try_send(share).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(share) | mpsc::error::TrySendError::Closed(share) => share,
+            mpsc::error::TrySendError::Full(share) | mpsc::error::TrySendError::Closed(share) => {
+                share
+            }
         })
     }
 }
@@ -148,7 +154,11 @@ impl Upstream {
         loop {
             match connection::run(&mut self).await {
                 Ended::Shutdown => break,
-                Ended::Lost { reason, healthy, wait } => {
+                Ended::Lost {
+                    reason,
+                    healthy,
+                    wait,
+                } => {
                     self.set_down();
                     if healthy {
                         failures = 0;
@@ -221,7 +231,9 @@ impl Upstream {
 /// Returns the delay before attempt `failures + 1`: exponential from 1 s,
 /// capped, with jitter so a farm of proxies does not reconnect in step.
 fn backoff(failures: u32) -> Duration {
-    let base = 2f64.powi(failures.saturating_sub(1).min(6) as i32).min(MAX_BACKOFF.as_secs_f64());
+    let base = 2f64
+        .powi(failures.saturating_sub(1).min(6) as i32)
+        .min(MAX_BACKOFF.as_secs_f64());
     Duration::from_secs_f64(base * rand::rng().random_range(0.5..1.0))
 }
 

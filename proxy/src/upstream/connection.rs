@@ -106,7 +106,10 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
             session_id: None,
         },
     ));
-    handshake.push((Pending::ExtranonceSubscribe, ClientMethod::ExtranonceSubscribe));
+    handshake.push((
+        Pending::ExtranonceSubscribe,
+        ClientMethod::ExtranonceSubscribe,
+    ));
     handshake.push((
         Pending::Authorize,
         ClientMethod::Authorize {
@@ -194,7 +197,12 @@ impl Link {
         }
     }
 
-    async fn forward(&mut self, up: &Upstream, framed: &mut PoolFramed, share: Forward) -> Result<(), String> {
+    async fn forward(
+        &mut self,
+        up: &Upstream,
+        framed: &mut PoolFramed,
+        share: Forward,
+    ) -> Result<(), String> {
         if !self.authorized || self.extranonce.is_none() {
             up.settle_unsent(share);
             return Ok(());
@@ -342,7 +350,8 @@ impl Link {
                 self.extranonce = Some(extranonce);
             }
             ServerMethod::SetVersionMask(mask) => {
-                up.state.send_modify(|state| state.version_mask = Some(mask));
+                up.state
+                    .send_modify(|state| state.version_mask = Some(mask));
             }
             ServerMethod::Reconnect { wait_secs, .. } => {
                 // Pools come only from the TOML file: reconnect to the same
@@ -406,7 +415,8 @@ impl Link {
     fn set_up(&mut self, up: &Upstream) {
         self.healthy = true;
         up.metrics.pool_up.with_label_values(&[&up.name]).set(1);
-        up.state.send_if_modified(|state| !std::mem::replace(&mut state.up, true));
+        up.state
+            .send_if_modified(|state| !std::mem::replace(&mut state.up, true));
     }
 
     /// Times out unanswered shares and notices a pool that went quiet.
@@ -416,7 +426,9 @@ impl Link {
             .pending
             .iter()
             .filter_map(|(id, p)| match p {
-                Pending::Submit { sent, .. } if now.duration_since(*sent) >= SUBMIT_TIMEOUT => Some(*id),
+                Pending::Submit { sent, .. } if now.duration_since(*sent) >= SUBMIT_TIMEOUT => {
+                    Some(*id)
+                }
                 _ => None,
             })
             .collect();
@@ -426,7 +438,10 @@ impl Link {
             }
         }
         if !self.pending.is_empty() && now.duration_since(self.last_line) >= SILENCE_TIMEOUT {
-            return Err(format!("pool stopped answering ({}s of silence)", SILENCE_TIMEOUT.as_secs()));
+            return Err(format!(
+                "pool stopped answering ({}s of silence)",
+                SILENCE_TIMEOUT.as_secs()
+            ));
         }
         match self.last_job {
             None if now.duration_since(self.connected) >= HANDSHAKE_TIMEOUT => {

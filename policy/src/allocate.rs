@@ -1,0 +1,158 @@
+//! Target shares: capped water filling of the weights over the healthy
+//! pools, network-share avoidance, and what to do when the caps cannot hold.
+
+use crate::config::OnInfeasible;
+
+/// What the allocator needs to know about one pool.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolInput {
+    /// Whether the pool can take work now.
+    pub healthy: bool,
+    /// Relative weight, > 0.
+    pub weight: f64,
+    /// Cap on its share, in (0, 1].
+    pub cap: f64,
+    /// Its share of the whole network, if known.
+    pub network_share: Option<f64>,
+}
+
+/// The shares the engine aims for, one per pool in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Targets {
+    /// Share of the hashrate each pool should get; sums to 1 when any pool
+    /// is healthy.
+    pub target: Vec<f64>,
+    /// The most each pool may get: its cap, or its target where the caps
+    /// cannot be met and `on_infeasible` exceeds them.
+    pub limit: Vec<f64>,
+    /// Pools left out (weight 0) for being above `max_network_share`.
+    pub avoided: Vec<bool>,
+    /// Whether the healthy pools' caps can take all the hashrate.
+    pub feasible: bool,
+    /// Whether avoided pools had to be used because the others' caps could
+    /// not take all the hashrate.
+    pub network_fallback: bool,
+    /// How much the caps fall short of 1 (0 when feasible).
+    pub shortfall: f64,
+}
+
+const EPSILON: f64 = 1e-9;
+
+/// Returns the targets for `pools`.
+///
+/// Pools above `max_network_share` get weight 0 while the others' caps can
+/// take the work; if they cannot, the avoided pools take only the rest.
+/// With no healthy pool every target is 0 and the plan is infeasible.
+pub fn targets(
+    pools: &[PoolInput],
+    max_network_share: Option<f64>,
+    on_infeasible: OnInfeasible,
+) -> Targets {
+    let n = pools.len();
+    let avoided: Vec<bool> = pools
+        .iter()
+        .map(|p| match (max_network_share, p.network_share) {
+            (Some(limit), Some(share)) => share > limit,
+            _ => false,
+        })
+        .collect();
+    let caps: Vec<f64> = pools.iter().map(|p| p.cap).collect();
+    let weights_where = |keep: &dyn Fn(usize) -> bool| -> Vec<f64> {
+        (0..n)
+            .map(|i| {
+                if pools[i].healthy && keep(i) {
+                    pools[i].weight
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let preferred = weights_where(&|i| !avoided[i]);
+    let (mut target, left) = water_fill(&preferred, &caps, 1.0);
+    let mut network_fallback = false;
+    let mut left = left;
+    if left > EPSILON {
+        let fallback = weights_where(&|i| avoided[i]);
+        if fallback.iter().any(|&w| w > 0.0) {
+            network_fallback = true;
+            let (extra, still_left) = water_fill(&fallback, &caps, left);
+            for (t, e) in target.iter_mut().zip(extra) {
+                *t += e;
+            }
+            left = still_left;
+        }
+    }
+    let feasible = left <= EPSILON && pools.iter().any(|p| p.healthy);
+    if left > EPSILON {
+        infeasible_targets(pools, &mut target, on_infeasible);
+    }
+    let limit = (0..n).map(|i| caps[i].max(target[i])).collect();
+    Targets {
+        target,
+        limit,
+        avoided,
+        feasible,
+        network_fallback,
+        shortfall: if feasible { 0.0 } else { left.min(1.0) },
+    }
+}
+
+/// Fills `total` over the pools with positive weight: each gets
+/// `min(cap, level · weight)` with the level set so the shares add up.
+/// Returns the shares and what the caps could not take.
+pub fn water_fill(weights: &[f64], caps: &[f64], total: f64) -> (Vec<f64>, f64) {
+    let mut share = vec![0.0; weights.len()];
+    let mut open: Vec<usize> = (0..weights.len()).filter(|&i| weights[i] > 0.0).collect();
+    let mut left = total;
+    // Each round either fixes at least one pool at its cap or finishes, so
+    // this runs at most once per pool.
+    while !open.is_empty() && left > EPSILON {
+        let weight: f64 = open.iter().map(|&i| weights[i]).sum();
+        let level = left / weight;
+        let capped: Vec<usize> = open
+            .iter()
+            .copied()
+            .filter(|&i| level * weights[i] >= caps[i] - share[i])
+            .collect();
+        if capped.is_empty() {
+            for &i in &open {
+                share[i] += level * weights[i];
+            }
+            left = 0.0;
+        } else {
+            for &i in &capped {
+                left -= caps[i] - share[i];
+                share[i] = caps[i];
+            }
+            open.retain(|i| !capped.contains(i));
+        }
+    }
+    (share, left.max(0.0))
+}
+
+/// Targets when the healthy pools' caps sum to less than 1.
+fn infeasible_targets(pools: &[PoolInput], target: &mut [f64], on_infeasible: OnInfeasible) {
+    let healthy: Vec<usize> = (0..pools.len()).filter(|&i| pools[i].healthy).collect();
+    let Some(&first) = healthy.first() else {
+        target.iter_mut().for_each(|t| *t = 0.0);
+        return;
+    };
+    let caps: f64 = healthy.iter().map(|&i| pools[i].cap).sum();
+    for (i, t) in target.iter_mut().enumerate() {
+        *t = if !pools[i].healthy {
+            0.0
+        } else {
+            match on_infeasible {
+                OnInfeasible::Spread => pools[i].cap / caps,
+                OnInfeasible::Ordered => pools[i].cap,
+            }
+        };
+    }
+    if on_infeasible == OnInfeasible::Ordered {
+        target[first] += 1.0 - caps;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,465 @@
+//! The engine: observations in, a plan (miner → pool) out.
+//!
+//! Each plan looks at the work already in the window and what the miners
+//! will deliver before the next plan, and moves miners from pools that have
+//! more than their target to pools that have less, biggest need first, never
+//! moving a miner that arrived less than `min_dwell` ago unless its pool
+//! failed.
+//!
+//! Why it holds caps below one-miner granularity: the work a pool needs in
+//! the next interval is its target share of the window that will end then,
+//! minus what that window already holds. In steady state that is exactly the
+//! work leaving the back of the window, so a time-sliced miner repeats, one
+//! window later, the slices it mined one window earlier, and every window
+//! holds the same split. During the first window the engine plans for the
+//! first full window instead, so a lone miner takes long slices (e.g. 200 s
+//! on each of three pools over ten minutes) rather than rotating quickly.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::allocate::{self, PoolInput, Targets};
+use crate::assignment::{Assignment, PoolPlan};
+use crate::config::Policy;
+use crate::estimate::HashrateEstimate;
+use crate::ledger::Trail;
+use crate::units::{Hashrate, Instant, MinerId, PoolId, Work};
+
+/// Something the proxy saw, at the `now` passed with it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Observation {
+    /// Work credited to `miner` (an accepted share) while mining for `pool`.
+    Work {
+        /// The miner.
+        miner: MinerId,
+        /// The pool it was mining for.
+        pool: PoolId,
+        /// Share difficulty × 2^32.
+        work: Work,
+    },
+    /// A miner connected and authorized.
+    MinerJoined {
+        /// The miner.
+        miner: MinerId,
+    },
+    /// A miner disconnected.
+    MinerLeft {
+        /// The miner.
+        miner: MinerId,
+    },
+    /// A pool can take work (it has a job).
+    PoolUp {
+        /// The pool.
+        pool: PoolId,
+    },
+    /// A pool cannot take work.
+    PoolDown {
+        /// The pool.
+        pool: PoolId,
+    },
+}
+
+/// Errors below this share of the window are left alone: chasing them moves
+/// miners for no gain a pool could notice.
+const DEADBAND: f64 = 0.002;
+
+#[derive(Debug, Clone)]
+struct MinerState {
+    estimate: HashrateEstimate,
+    present: bool,
+    /// Pool it mines for now.
+    pool: Option<PoolId>,
+    /// Pool it mined for last, kept while it has none, to count switches.
+    last_pool: Option<PoolId>,
+    /// When it arrived on `pool`.
+    since: Instant,
+    /// Hashrate frozen when it left, to value its trail.
+    left_rate: f64,
+    trail: Trail,
+}
+
+/// The policy engine. Pools start down until a [`Observation::PoolUp`].
+#[derive(Debug, Clone)]
+pub struct Engine {
+    policy: Arc<Policy>,
+    healthy: Vec<bool>,
+    miners: BTreeMap<MinerId, MinerState>,
+    origin: Option<Instant>,
+    switches: Vec<u64>,
+}
+
+impl Engine {
+    /// Returns an engine for `policy` with every pool down and no miners.
+    pub fn new(policy: impl Into<Arc<Policy>>) -> Self {
+        let policy = policy.into();
+        let pools = policy.pools.len();
+        Engine {
+            policy,
+            healthy: vec![false; pools],
+            miners: BTreeMap::new(),
+            origin: None,
+            switches: vec![0; pools],
+        }
+    }
+
+    /// Returns the policy the engine runs.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Takes in one observation made at `now`.
+    pub fn observe(&mut self, observation: Observation, now: Instant) {
+        self.origin.get_or_insert(now);
+        // Hashrates of real machines hardly change, so the estimate may
+        // average over several windows; its noise is what limits how close
+        // to a cap the split can be held.
+        let tau = self.policy.config.window * 3;
+        match observation {
+            Observation::Work { miner, work, .. } => {
+                let state = self
+                    .miners
+                    .entry(miner)
+                    .or_insert_with(|| new_miner(now, tau));
+                if state.present {
+                    state.estimate.record(work, now);
+                }
+            }
+            Observation::MinerJoined { miner } => {
+                let state = self
+                    .miners
+                    .entry(miner)
+                    .or_insert_with(|| new_miner(now, tau));
+                if !state.present {
+                    state.present = true;
+                    state.estimate = HashrateEstimate::new(now, tau);
+                }
+            }
+            Observation::MinerLeft { miner } => {
+                if let Some(state) = self.miners.get_mut(&miner) {
+                    state.left_rate = rate_of(&state.estimate, now).unwrap_or(0.0);
+                    state.present = false;
+                    state.pool = None;
+                    state.trail.stop(now);
+                }
+            }
+            Observation::PoolUp { pool } => {
+                if let Some(healthy) = self.healthy.get_mut(pool.0) {
+                    *healthy = true;
+                }
+            }
+            Observation::PoolDown { pool } => {
+                if let Some(healthy) = self.healthy.get_mut(pool.0) {
+                    *healthy = false;
+                }
+                for state in self.miners.values_mut() {
+                    if state.pool == Some(pool) {
+                        state.pool = None;
+                        state.trail.stop(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Plans which pool each present miner mines for from `now` on.
+    ///
+    /// The same observations and times give the same plan.
+    pub fn plan(&mut self, now: Instant) -> Assignment {
+        let origin = *self.origin.get_or_insert(now);
+        let policy = Arc::clone(&self.policy);
+        let config = &policy.config;
+        let window = config.window;
+        let tick = config.rebalance_every;
+        self.forget(now.saturating_sub(window));
+        let targets = self.targets();
+
+        let rates = self.rates(now);
+        let fleet: f64 = self
+            .miners
+            .iter()
+            .filter(|(_, s)| s.present)
+            .map(|(id, _)| rates[id])
+            .sum();
+        let first_window_end = origin + window;
+        let warm_up = now + tick < first_window_end;
+        let horizon = if warm_up {
+            first_window_end - now
+        } else {
+            tick
+        };
+        let now_window = self.work_between(&rates, now.saturating_sub(window), now);
+        let end_window = self.work_between(&rates, (now + horizon).saturating_sub(window), now);
+        let wants = wants(&WantInputs {
+            targets: &targets,
+            now_window: &now_window,
+            end_window: &end_window,
+            fleet,
+            horizon,
+            correct_over: (!warm_up).then(|| config.min_dwell.max(tick)),
+        });
+        self.assign(now, &rates, wants, &targets, horizon);
+        self.assignment(now, &rates, &targets, &now_window)
+    }
+
+    fn targets(&self) -> Targets {
+        let inputs: Vec<PoolInput> = self
+            .policy
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, pool)| PoolInput {
+                healthy: self.healthy[i],
+                weight: pool.weight,
+                cap: self.policy.cap(PoolId(i)).get(),
+                network_share: pool.network_share.map(|s| s.get()),
+            })
+            .collect();
+        allocate::targets(
+            &inputs,
+            self.policy.config.max_network_share.map(|r| r.get()),
+            self.policy.config.on_infeasible,
+        )
+    }
+
+    /// Drops what happened before `before` and miners gone since then.
+    fn forget(&mut self, before: Instant) {
+        self.miners.retain(|_, state| {
+            state.trail.forget_before(before);
+            state.present || !state.trail.is_empty()
+        });
+    }
+
+    /// Returns each miner's hashrate in hashes per second: the estimate for
+    /// present miners (the fleet's mean while a miner has none yet), the rate
+    /// at leaving for the others.
+    fn rates(&self, now: Instant) -> HashMap<MinerId, f64> {
+        let known: Vec<f64> = self
+            .miners
+            .values()
+            .filter(|s| s.present)
+            .filter_map(|s| rate_of(&s.estimate, now))
+            .collect();
+        let fill = if known.is_empty() {
+            1.0
+        } else {
+            known.iter().sum::<f64>() / known.len() as f64
+        };
+        self.miners
+            .iter()
+            .map(|(&id, s)| {
+                let rate = if s.present {
+                    rate_of(&s.estimate, now).unwrap_or(fill)
+                } else {
+                    s.left_rate
+                };
+                (id, rate)
+            })
+            .collect()
+    }
+
+    /// Returns the work each pool received within `(from, to]`.
+    fn work_between(&self, rates: &HashMap<MinerId, f64>, from: Instant, to: Instant) -> Vec<f64> {
+        let mut work = vec![0.0; self.healthy.len()];
+        for (id, state) in &self.miners {
+            state.trail.add_work(rates[id], from, to, &mut work);
+        }
+        work
+    }
+
+    /// Moves miners so each pool gets close to what it wants over `horizon`.
+    fn assign(
+        &mut self,
+        now: Instant,
+        rates: &HashMap<MinerId, f64>,
+        mut want: Vec<f64>,
+        targets: &Targets,
+        horizon: Duration,
+    ) {
+        let policy = Arc::clone(&self.policy);
+        let config = &policy.config;
+        let tick = config.rebalance_every.as_secs_f64();
+        let horizon = horizon.as_secs_f64();
+        let usable: Vec<bool> = (0..want.len())
+            .map(|i| self.healthy[i] && targets.target[i] > 0.0)
+            .collect();
+        let mut movable = Vec::new();
+        let mut placing = Vec::new();
+        for (&id, state) in &self.miners {
+            if !state.present {
+                continue;
+            }
+            match state.pool {
+                Some(pool) if usable[pool.0] && now - state.since < config.min_dwell => {
+                    want[pool.0] -= rates[&id] * horizon;
+                }
+                Some(_) => movable.push(id),
+                None => placing.push(id),
+            }
+        }
+        // Miners settled longest stay first, so the same few miners do the
+        // time slicing and the rest are left alone.
+        movable.sort_by_key(|id| (self.miners[id].since, *id));
+        for id in movable {
+            let pool = self.miners[&id].pool.map(|p| p.0);
+            let rate = rates[&id];
+            match pool {
+                Some(p) if usable[p] && want[p] >= rate * tick / 2.0 => {
+                    want[p] -= rate * horizon;
+                }
+                _ => placing.push(id),
+            }
+        }
+        // Biggest first: the large pieces go where the need is largest, the
+        // small ones fill in behind them.
+        placing.sort_by(|a, b| rates[b].total_cmp(&rates[a]).then(a.cmp(b)));
+        for id in placing {
+            let rate = rates[&id];
+            let current = self.miners[&id].pool.filter(|p| usable[p.0]);
+            let best = (0..want.len())
+                .filter(|&i| usable[i])
+                .max_by(|&a, &b| want[a].total_cmp(&want[b]).then(b.cmp(&a)));
+            let choice = match (current, best) {
+                (Some(cur), Some(best)) if want[best] - want[cur.0] < rate * tick / 2.0 => {
+                    Some(cur)
+                }
+                (_, best) => best.map(PoolId),
+            };
+            if let Some(pool) = choice {
+                want[pool.0] -= rate * horizon;
+            }
+            self.move_miner(id, choice, now);
+        }
+    }
+
+    fn move_miner(&mut self, id: MinerId, to: Option<PoolId>, now: Instant) {
+        let Some(state) = self.miners.get_mut(&id) else {
+            return;
+        };
+        if state.pool == to {
+            return;
+        }
+        match to {
+            Some(pool) => {
+                if state.last_pool.is_some_and(|last| last != pool) {
+                    self.switches[pool.0] += 1;
+                }
+                state.trail.start(pool, now);
+                state.last_pool = Some(pool);
+            }
+            None => state.trail.stop(now),
+        }
+        state.pool = to;
+        state.since = now;
+    }
+
+    fn assignment(
+        &self,
+        now: Instant,
+        rates: &HashMap<MinerId, f64>,
+        targets: &Targets,
+        window_work: &[f64],
+    ) -> Assignment {
+        let total: f64 = window_work.iter().sum();
+        let mut miners = HashMap::new();
+        let mut counts = vec![(0usize, 0.0f64); self.healthy.len()];
+        for (&id, state) in &self.miners {
+            if let (true, Some(pool)) = (state.present, state.pool) {
+                miners.insert(id, pool);
+                counts[pool.0].0 += 1;
+                counts[pool.0].1 += rates[&id];
+            }
+        }
+        let pools = self
+            .policy
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, pool)| PoolPlan {
+                pool: PoolId(i),
+                name: pool.name.clone(),
+                cap: self.policy.cap(PoolId(i)),
+                target: targets.target[i],
+                limit: targets.limit[i],
+                delivered: if total > 0.0 {
+                    window_work[i] / total
+                } else {
+                    0.0
+                },
+                healthy: self.healthy[i],
+                avoided: targets.avoided[i],
+                miners: counts[i].0,
+                hashrate: Hashrate::from_hashes_per_sec(counts[i].1),
+                switches: self.switches[i],
+            })
+            .collect();
+        Assignment {
+            at: now,
+            pools,
+            feasible: targets.feasible,
+            on_infeasible: self.policy.config.on_infeasible,
+            shortfall: targets.shortfall,
+            network_fallback: targets.network_fallback,
+            switches: self.switches.iter().sum(),
+            miners,
+        }
+    }
+}
+
+fn new_miner(now: Instant, tau: Duration) -> MinerState {
+    MinerState {
+        estimate: HashrateEstimate::new(now, tau),
+        present: true,
+        pool: None,
+        last_pool: None,
+        since: now,
+        left_rate: 0.0,
+        trail: Trail::default(),
+    }
+}
+
+fn rate_of(estimate: &HashrateEstimate, now: Instant) -> Option<f64> {
+    estimate.rate(now).map(Hashrate::as_hashes_per_sec)
+}
+
+struct WantInputs<'a> {
+    targets: &'a Targets,
+    /// Work per pool in the window ending now.
+    now_window: &'a [f64],
+    /// Work per pool already in the window that ends at `now + horizon`.
+    end_window: &'a [f64],
+    /// Hashes per second of the present miners.
+    fleet: f64,
+    horizon: Duration,
+    /// Errors in the current window are corrected over this long; `None`
+    /// corrects them at once (the first window is one budget to fill).
+    correct_over: Option<Duration>,
+}
+
+/// Returns the work each pool should get over the horizon: its target share
+/// of the window ending then, minus what that window already holds, with
+/// the error already in the window corrected gently rather than at once.
+fn wants(inputs: &WantInputs<'_>) -> Vec<f64> {
+    let horizon = inputs.horizon.as_secs_f64();
+    let end_total: f64 = inputs.end_window.iter().sum::<f64>() + inputs.fleet * horizon;
+    let now_total: f64 = inputs.now_window.iter().sum();
+    let pace = inputs
+        .correct_over
+        .map(|over| (horizon / over.as_secs_f64()).min(1.0));
+    (0..inputs.end_window.len())
+        .map(|i| {
+            let target = inputs.targets.target[i];
+            let exact = target * end_total - inputs.end_window[i];
+            let Some(pace) = pace else {
+                return exact;
+            };
+            let error = inputs.now_window[i] - target * now_total;
+            let slack = DEADBAND * now_total;
+            let outside = error - error.clamp(-slack, slack);
+            exact + error - outside * pace
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+use super::*;
+use crate::units::Work;
+
+fn policy(caps: &[f64], dwell: &str) -> Policy {
+    let mut text = format!("[policy]\nmin_dwell = \"{dwell}\"\n");
+    for (i, cap) in caps.iter().enumerate() {
+        text += &format!(
+            "[[pool]]\nname = \"p{i}\"\nurl = \"stratum+tcp://p{i}.example:3333\"\nuser = \"u\"\nmax_share = {cap}\n"
+        );
+    }
+    Policy::from_toml_str(&text).unwrap().0
+}
+
+fn up_engine(caps: &[f64]) -> Engine {
+    let mut engine = Engine::new(policy(caps, "30s"));
+    for i in 0..caps.len() {
+        engine.observe(Observation::PoolUp { pool: PoolId(i) }, Instant::ZERO);
+    }
+    engine
+}
+
+#[test]
+fn pools_start_down_so_nobody_is_assigned() {
+    let mut engine = Engine::new(policy(&[1.0], "30s"));
+    engine.observe(
+        Observation::MinerJoined { miner: MinerId(1) },
+        Instant::ZERO,
+    );
+    let plan = engine.plan(Instant::ZERO);
+    assert_eq!(plan.pool_for(MinerId(1)), None);
+    assert!(!plan.feasible);
+}
+
+#[test]
+fn a_new_miner_without_an_estimate_is_assigned_at_once() {
+    let mut engine = up_engine(&[0.6, 0.6]);
+    engine.observe(
+        Observation::MinerJoined { miner: MinerId(7) },
+        Instant::ZERO,
+    );
+    let plan = engine.plan(Instant::ZERO);
+    assert!(plan.pool_for(MinerId(7)).is_some());
+    assert!(plan.feasible);
+}
+
+#[test]
+fn a_miner_on_a_failed_pool_moves_at_the_next_plan_despite_min_dwell() {
+    let mut engine = up_engine(&[0.6, 0.6]);
+    engine.observe(
+        Observation::MinerJoined { miner: MinerId(1) },
+        Instant::ZERO,
+    );
+    let first = engine.plan(Instant::ZERO).pool_for(MinerId(1)).unwrap();
+    let now = Instant::from_secs(5);
+    engine.observe(Observation::PoolDown { pool: first }, now);
+    let plan = engine.plan(now);
+    let second = plan.pool_for(MinerId(1)).unwrap();
+    assert_ne!(first, second);
+    assert!(!plan.pools[first.0].healthy);
+}
+
+#[test]
+fn a_miner_that_left_is_no_longer_assigned() {
+    let mut engine = up_engine(&[1.0]);
+    engine.observe(
+        Observation::MinerJoined { miner: MinerId(1) },
+        Instant::ZERO,
+    );
+    engine.plan(Instant::ZERO);
+    engine.observe(
+        Observation::MinerLeft { miner: MinerId(1) },
+        Instant::from_secs(1),
+    );
+    let plan = engine.plan(Instant::from_secs(5));
+    assert_eq!(plan.pool_for(MinerId(1)), None);
+    assert_eq!(plan.miner_count(), 0);
+}
+
+#[test]
+fn work_for_an_unknown_miner_joins_it() {
+    let mut engine = up_engine(&[1.0]);
+    let work = Work::from_difficulty(1000.0);
+    let observation = Observation::Work {
+        miner: MinerId(3),
+        pool: PoolId(0),
+        work,
+    };
+    engine.observe(observation, Instant::from_secs(1));
+    let plan = engine.plan(Instant::from_secs(5));
+    assert_eq!(plan.pool_for(MinerId(3)), Some(PoolId(0)));
+    assert!(plan.pools[0].hashrate.as_hashes_per_sec() > 0.0);
+}
+
+#[test]
+fn the_plan_reports_targets_caps_and_infeasibility() {
+    let mut engine = up_engine(&[0.3, 0.3]);
+    engine.observe(
+        Observation::MinerJoined { miner: MinerId(1) },
+        Instant::ZERO,
+    );
+    let plan = engine.plan(Instant::ZERO);
+    assert!(!plan.feasible);
+    assert!((plan.shortfall - 0.4).abs() < 1e-9);
+    assert_eq!(plan.pools[0].cap.get(), 0.3);
+    assert!((plan.pools[0].target - 0.5).abs() < 1e-9);
+}

@@ -1,0 +1,133 @@
+use super::*;
+
+const POLICY: &str = r#"
+[policy]
+max_share = 0.34
+
+[[pool]]
+name = "a"
+url = "stratum+tcp://a.example:3333"
+user = "me"
+
+[[pool]]
+name = "b"
+url = "stratum+tcp://b.example:3333"
+user = "me"
+
+[[pool]]
+name = "c"
+url = "stratum+tcp://c.example:3333"
+user = "me"
+"#;
+
+#[test]
+fn a_file_with_only_policy_and_pools_is_complete() {
+    let (config, warnings) = Config::from_toml_str(POLICY).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.server, ServerConfig::default());
+    assert_eq!(config.downstream, DownstreamConfig::default());
+    assert_eq!(config.metrics, MetricsConfig::default());
+    assert_eq!(config.server.listen.port(), 3333);
+    assert_eq!(config.metrics.listen.to_string(), "127.0.0.1:9184");
+    assert_eq!(config.downstream.version_mask, 0x1fff_e000);
+    assert_eq!(config.policy.pools.len(), 3);
+}
+
+#[test]
+fn every_section_can_be_set() {
+    let text = format!(
+        r#"[server]
+listen = "127.0.0.1:4000"
+max_connections = 50
+max_connections_per_ip = 5
+handshake_timeout = "10s"
+idle_timeout = "1h"
+max_line_length = 4096
+
+[downstream]
+extranonce1_size = 3
+extranonce2_size = 8
+share_rate = 30
+min_difficulty = 1
+initial_difficulty = 1000
+version_mask = "0x00ffe000"
+
+[metrics]
+listen = "0.0.0.0:9100"
+per_worker = true
+max_workers = 20
+{POLICY}"#
+    );
+    let (config, _) = Config::from_toml_str(&text).unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:4000");
+    assert_eq!(config.server.max_connections, 50);
+    assert_eq!(config.server.handshake_timeout, Duration::from_secs(10));
+    assert_eq!(config.server.idle_timeout, Duration::from_secs(3600));
+    assert_eq!(config.server.max_line_length, 4096);
+    assert_eq!(config.downstream.extranonce1_size, 3);
+    assert_eq!(config.downstream.extranonce2_size, 8);
+    assert_eq!(config.downstream.share_rate, 30.0);
+    assert_eq!(config.downstream.version_mask, 0x00ff_e000);
+    assert!(config.metrics.per_worker);
+    assert_eq!(config.metrics.max_workers, 20);
+}
+
+#[test]
+fn problems_in_every_section_are_reported_together_with_paths_and_lines() {
+    let text = r#"[server]
+listen = "not an address"
+max_connections = 0
+
+[downstream]
+extranonce2_size = 9
+min_difficulty = 10
+initial_difficulty = 1
+
+[metrics]
+listen = "127.0.0.1:9184"
+colour = "blue"
+
+[policy]
+window = "1m"
+rebalance_every = "30s"
+
+[[pool]]
+name = "a"
+url = "stratum+tcp://a.example:3333"
+user = "me"
+max_share = 2
+
+[[pool]]
+name = "b"
+url = "stratum+tcp://b.example"
+user = "me"
+
+[surprise]
+"#;
+    let error = Config::from_toml_str(text).unwrap_err();
+    let found: Vec<(&str, Option<(usize, usize)>)> = error
+        .errors
+        .iter()
+        .map(|p| (p.path.as_str(), p.location))
+        .collect();
+    for expected in [
+        ("server.listen", Some((2, 10))),
+        ("server.max_connections", Some((3, 19))),
+        ("downstream.extranonce2_size", Some((6, 20))),
+        ("downstream.initial_difficulty", Some((8, 22))),
+        ("metrics.colour", Some((12, 1))),
+        ("policy.window", Some((15, 10))),
+        ("pool[0].max_share", Some((22, 13))),
+        ("pool[1].url", Some((26, 7))),
+        ("surprise", Some((29, 2))),
+    ] {
+        assert!(found.contains(&expected), "{expected:?} not in {found:?}");
+    }
+    assert_eq!(error.errors.len(), 9, "{found:?}");
+}
+
+#[test]
+fn a_syntax_error_is_reported_with_its_line() {
+    let error = Config::from_toml_str("[server]\nlisten = \n").unwrap_err();
+    assert_eq!(error.errors[0].location.map(|l| l.0), Some(2));
+}

@@ -1,0 +1,95 @@
+//! The output of `hashsplit simulate` and `hashsplit check`: a readable
+//! table per pool, or one JSON object.
+
+use std::fmt::Write as _;
+
+use hashsplit_policy::{Engine, Instant, Observation, PoolId, SimReport};
+
+use crate::config::Config;
+
+/// Returns the report as one JSON object: `pools` (name, cap, target,
+/// share, max_window_share, switches), `miners`, `switches`,
+/// `cap_violations` and `infeasible_seconds`.
+pub fn to_json(report: &SimReport) -> serde_json::Result<String> {
+    serde_json::to_string(report)
+}
+
+/// Returns the report as a table, one row per pool, and a summary line.
+pub fn to_table(report: &SimReport) -> String {
+    let width = report
+        .pools
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut out = format!(
+        "{:<width$}  {:>6}  {:>7}  {:>7}  {:>10}  {:>8}\n",
+        "pool", "cap", "target", "share", "max window", "switches"
+    );
+    for pool in &report.pools {
+        let flag = if pool.max_window_share > pool.cap + hashsplit_policy::sim::CAP_TOLERANCE {
+            "  over cap"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>6.3}  {:>7.4}  {:>7.4}  {:>10.4}  {:>8}{flag}",
+            pool.name, pool.cap, pool.target, pool.share, pool.max_window_share, pool.switches
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{} miners, {} switches, {} cap violations, {:.0} s infeasible",
+        report.miners, report.switches, report.cap_violations, report.infeasible_seconds
+    );
+    out
+}
+
+/// Returns the summary `hashsplit check` prints for a valid config: each
+/// pool with its cap and the target it would get with every pool up.
+pub fn check_summary(config: &Config) -> String {
+    let policy = &config.policy;
+    let mut engine = Engine::new(policy.clone());
+    for pool in 0..policy.pools.len() {
+        engine.observe(Observation::PoolUp { pool: PoolId(pool) }, Instant::ZERO);
+    }
+    let plan = engine.plan(Instant::ZERO);
+    let c = &policy.config;
+    let mut out = format!(
+        "config ok: {} pools, window {:?}, min_dwell {:?}, rebalance_every {:?}, \
+         on_infeasible {}\nminers listen on {}, metrics on {}\n\n",
+        policy.pools.len(),
+        c.window,
+        c.min_dwell,
+        c.rebalance_every,
+        c.on_infeasible,
+        config.server.listen,
+        config.metrics.listen,
+    );
+    let _ = writeln!(out, "{:<16}  {:>6}  {:>7}  url", "pool", "cap", "target");
+    for (row, pool) in plan.pools.iter().zip(&policy.pools) {
+        let note = if row.avoided {
+            "  (avoided: network share)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{:<16}  {:>6.3}  {:>7.4}  {}{note}",
+            row.name,
+            row.cap.get(),
+            row.target,
+            pool.url
+        );
+    }
+    if !plan.feasible {
+        let _ = writeln!(
+            out,
+            "\ninfeasible with every pool up: caps fall short by {:.3}",
+            plan.shortfall
+        );
+    }
+    out
+}
