@@ -209,13 +209,15 @@ impl JobBook {
         });
     }
 
-    /// Lowers the difficulty of the newest job after a set_difficulty, so
-    /// shares at the new (lower) difficulty count at once.
+    /// Lowers the difficulty of every remembered job after a set_difficulty
+    /// that lowered it: firmware applies a new difficulty to the work it
+    /// already has, so its next shares come at the lower one. A raise only
+    /// applies to jobs sent after it.
     pub fn lower_difficulty(&mut self, difficulty: Difficulty) {
-        if let Some(entry) = self.entries.back_mut()
-            && difficulty < entry.difficulty
-        {
-            entry.difficulty = difficulty;
+        for entry in &mut self.entries {
+            if difficulty < entry.difficulty {
+                entry.difficulty = difficulty;
+            }
         }
     }
 
@@ -413,7 +415,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lowered_difficulty_applies_to_the_newest_job_only() {
+    fn a_lowered_difficulty_applies_to_every_job_a_raise_to_none() {
         let ids = JobIds::default();
         let mut book = JobBook::default();
         let a = Arc::new(translated(0, &ids));
@@ -424,7 +426,7 @@ mod tests {
         book.sent(Arc::clone(&b), high);
         book.lower_difficulty(low);
         assert_eq!(book.find(&b.notify.job_id, |_| 0).unwrap().difficulty, low);
-        assert_eq!(book.find(&a.notify.job_id, |_| 0).unwrap().difficulty, high);
+        assert_eq!(book.find(&a.notify.job_id, |_| 0).unwrap().difficulty, low);
         book.lower_difficulty(Difficulty::try_new(16.0).unwrap());
         assert_eq!(book.find(&b.notify.job_id, |_| 0).unwrap().difficulty, low);
     }

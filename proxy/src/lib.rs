@@ -1,9 +1,16 @@
 //! The hashsplit daemon: miner sessions, pool upstreams, the policy task and
 //! metrics.
 //!
-//! Miners connect to a session; each submit is validated with
-//! `hashsplit_stratum` and routed to the upstream the policy engine
-//! (`hashsplit_policy`) assigned.
+//! Miners connect to a [`session`]; each submit is validated with
+//! `hashsplit_stratum` and forwarded to the [`upstream`] of the pool the
+//! policy engine (`hashsplit_policy`, run by [`policy_task`]) assigned.
+//! [`jobs`] translates pool jobs so a miner can move between pools without
+//! reconnecting; [`vardiff`] and [`extranonce`] are per-miner state;
+//! [`metrics`] counts every share; [`config`] is the TOML file;
+//! [`simulate`] prints `hashsplit simulate`'s report.
+//!
+//! [`Proxy::start`] takes an already-bound listener, so tests bind
+//! `127.0.0.1:0` and pass it in; [`run`] serves until a shutdown future.
 
 #![forbid(unsafe_code)]
 
@@ -11,8 +18,170 @@ pub mod config;
 pub mod extranonce;
 pub mod jobs;
 pub mod metrics;
+pub mod policy_task;
+pub mod session;
 pub mod simulate;
 pub mod upstream;
 pub mod vardiff;
 
+mod accept;
+
 pub use config::Config;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hashsplit_policy::{Assignment, PoolId};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::jobs::{JobIds, Layout};
+use crate::metrics::Metrics;
+use crate::session::Shared;
+use crate::upstream::UpstreamConfig;
+
+/// How long shutdown waits for forwarded shares' answers.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    local_addr: SocketAddr,
+    metrics: Metrics,
+    assignment: watch::Receiver<Arc<Assignment>>,
+    accepting: CancellationToken,
+    stopping: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Proxy {
+    /// Starts the upstreams, the policy task and the accept loop on
+    /// `listener`.
+    pub fn start(config: Config, listener: TcpListener) -> std::io::Result<Proxy> {
+        let local_addr = listener.local_addr()?;
+        let config = Arc::new(config);
+        let pool_names: Vec<String> = config.policy.pools.iter().map(|p| p.name.clone()).collect();
+        let metrics = Metrics::new(&pool_names);
+        let stopping = CancellationToken::new();
+        let accepting = stopping.child_token();
+        let tasks = TaskTracker::new();
+        let layout = Layout {
+            extranonce1_size: usize::from(config.downstream.extranonce1_size),
+            extranonce2_size: usize::from(config.downstream.extranonce2_size),
+        };
+        let ids = Arc::new(JobIds::default());
+        let upstreams: Vec<_> = config
+            .policy
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(index, pool)| {
+                upstream::spawn(
+                    UpstreamConfig {
+                        pool: PoolId(index),
+                        config: pool.clone(),
+                        layout,
+                        version_mask: config.downstream.version_mask,
+                    },
+                    metrics.clone(),
+                    Arc::clone(&ids),
+                    stopping.clone(),
+                    &tasks,
+                )
+            })
+            .collect();
+        let policy = policy_task::spawn(
+            Arc::new(config.policy.clone()),
+            upstreams.iter().map(|u| u.state.clone()).collect(),
+            metrics.clone(),
+            stopping.clone(),
+            &tasks,
+        );
+        let assignment = policy.assignment.clone();
+        let shared = Arc::new(Shared {
+            config: Arc::clone(&config),
+            metrics: metrics.clone(),
+            upstreams,
+            policy,
+            layout,
+        });
+        tasks.spawn(accept::run(
+            listener,
+            shared,
+            accepting.clone(),
+            stopping.clone(),
+            tasks.clone(),
+        ));
+        info!(listen = %local_addr, pools = pool_names.len(), "hashsplit listening for miners");
+        Ok(Proxy {
+            local_addr,
+            metrics,
+            assignment,
+            accepting,
+            stopping,
+            tasks,
+        })
+    }
+
+    /// Returns the address miners connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Returns the proxy's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Returns the latest plan of the policy engine.
+    pub fn assignment(&self) -> Arc<Assignment> {
+        Arc::clone(&self.assignment.borrow())
+    }
+
+    /// Stops accepting miners, waits up to `drain` for the answers of shares
+    /// already forwarded, then stops every task.
+    pub async fn shutdown(self, drain: Duration) {
+        self.accepting.cancel();
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.metrics.sum("hashsplit_shares_in_flight", &[]) > 0.0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let unanswered = self.metrics.sum("hashsplit_shares_in_flight", &[]);
+        if unanswered > 0.0 {
+            warn!(
+                unanswered,
+                "stopping with shares still unanswered by their pools"
+            );
+        }
+        self.stopping.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(drain, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("some tasks did not stop in time");
+        }
+        info!("hashsplit stopped");
+    }
+}
+
+/// Serves miners on `listener` until `shutdown` completes, then shuts down
+/// gracefully (see [`Proxy::shutdown`]).
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let proxy = Proxy::start(config, listener)?;
+    shutdown.await;
+    info!("shutting down: no new miners, waiting for answers in flight");
+    proxy.shutdown(SHUTDOWN_DRAIN).await;
+    Ok(())
+}

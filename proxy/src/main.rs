@@ -21,6 +21,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs the proxy: listens for miners and connects to every pool.
+    Run {
+        /// The hashsplit TOML file.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Validates a config file and prints every problem, or a summary.
     Check {
         /// The hashsplit TOML file.
@@ -49,6 +55,15 @@ enum Command {
 
 fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
+        Command::Run { config } => {
+            let Some(config) = load(&config)? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            init_tracing();
+            tokio::runtime::Runtime::new()
+                .context("starting the async runtime")?
+                .block_on(serve(config))?;
+        }
         Command::Check { config } => {
             let Some(config) = load(&config)? else {
                 return Ok(ExitCode::FAILURE);
@@ -78,6 +93,48 @@ fn main() -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Binds the miners' listener and serves until SIGINT or SIGTERM.
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening for miners on {listen}"))?;
+    hashsplit::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }
 
 /// Loads a config file, printing its warnings to stderr; prints every

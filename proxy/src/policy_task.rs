@@ -1,0 +1,204 @@
+//! The task that owns the policy engine and publishes its plan.
+//!
+//! Sessions report credited work and joins and leaves; every pool's
+//! up/down state is read from its upstream's watch. The task stamps each
+//! observation with the time since it started, plans every
+//! `rebalance_every` (and at once after a join, a leave or a pool going up
+//! or down, so a new miner gets work without waiting), and publishes the
+//! [`Assignment`] on a `watch` that sessions read. It is the only writer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hashsplit_policy::{Assignment, Engine, Instant as PolicyInstant, Observation, Policy, PoolId};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::jobs::PoolState;
+use crate::metrics::Metrics;
+
+/// Work observations queued for the policy task before they are dropped.
+const WORK_QUEUE: usize = 65_536;
+/// Joins, leaves and pool health changes queued for the policy task.
+const MEMBERSHIP_QUEUE: usize = 4_096;
+/// How long a burst of joins is gathered before the plan that serves them.
+const REPLAN_DELAY: Duration = Duration::from_millis(20);
+
+/// What sessions hold of the policy task.
+#[derive(Debug, Clone)]
+pub struct PolicyHandle {
+    /// The latest plan.
+    pub assignment: watch::Receiver<Arc<Assignment>>,
+    work: mpsc::Sender<Observation>,
+    membership: mpsc::Sender<Observation>,
+    metrics: Metrics,
+}
+
+impl PolicyHandle {
+    /// Reports credited work without waiting; a full queue drops it and
+    /// counts the drop (the estimate tolerates a missing share).
+    pub fn work(&self, observation: Observation) {
+        if self.work.try_send(observation).is_err() {
+            self.metrics.policy_observations_dropped.inc();
+        }
+    }
+
+    /// Reports a join or a leave; these are never dropped.
+    pub async fn membership(&self, observation: Observation) {
+        // An error means the task has stopped (shutdown): nothing to tell.
+        let _ = self.membership.send(observation).await;
+    }
+}
+
+/// Starts the policy task.
+pub fn spawn(
+    policy: Arc<Policy>,
+    pools: Vec<watch::Receiver<PoolState>>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) -> PolicyHandle {
+    let start = Instant::now();
+    let mut engine = Engine::new(Arc::clone(&policy));
+    let first = Arc::new(engine.plan(PolicyInstant::ZERO));
+    let (assignment_tx, assignment_rx) = watch::channel(first);
+    let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE);
+    let (membership_tx, membership_rx) = mpsc::channel(MEMBERSHIP_QUEUE);
+
+    for (index, state) in pools.into_iter().enumerate() {
+        tasks.spawn(watch_health(
+            PoolId(index),
+            state,
+            membership_tx.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let task = PolicyTask {
+        engine,
+        start,
+        rebalance_every: policy.config.rebalance_every,
+        work: work_rx,
+        membership: membership_rx,
+        assignment: assignment_tx,
+        metrics: metrics.clone(),
+        shutdown,
+        was_feasible: true,
+    };
+    tasks.spawn(task.run());
+    PolicyHandle {
+        assignment: assignment_rx,
+        work: work_tx,
+        membership: membership_tx,
+        metrics,
+    }
+}
+
+/// Turns a pool's state changes into up/down observations.
+async fn watch_health(
+    pool: PoolId,
+    mut state: watch::Receiver<PoolState>,
+    to_policy: mpsc::Sender<Observation>,
+    shutdown: CancellationToken,
+) {
+    let mut was_up = false;
+    loop {
+        let up = state.borrow_and_update().up;
+        if up != was_up {
+            was_up = up;
+            let observation = if up {
+                Observation::PoolUp { pool }
+            } else {
+                Observation::PoolDown { pool }
+            };
+            if to_policy.send(observation).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = state.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+struct PolicyTask {
+    engine: Engine,
+    start: Instant,
+    rebalance_every: Duration,
+    work: mpsc::Receiver<Observation>,
+    membership: mpsc::Receiver<Observation>,
+    assignment: watch::Sender<Arc<Assignment>>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    was_feasible: bool,
+}
+
+impl PolicyTask {
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(self.rebalance_every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let replan = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(replan);
+        let mut replan_armed = false;
+        loop {
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return,
+                Some(observation) = self.membership.recv() => {
+                    self.engine.observe(observation, self.now());
+                    if !replan_armed {
+                        replan_armed = true;
+                        replan.as_mut().reset(Instant::now() + REPLAN_DELAY);
+                    }
+                }
+                Some(observation) = self.work.recv() => self.engine.observe(observation, self.now()),
+                () = &mut replan, if replan_armed => {
+                    replan_armed = false;
+                    self.publish();
+                }
+                _ = tick.tick() => self.publish(),
+            }
+        }
+    }
+
+    fn now(&self) -> PolicyInstant {
+        PolicyInstant::from_duration(self.start.elapsed())
+    }
+
+    fn publish(&mut self) {
+        let plan = self.engine.plan(self.now());
+        for row in &plan.pools {
+            let pool = row.name.as_str();
+            self.metrics
+                .policy_target
+                .with_label_values(&[pool])
+                .set(row.target);
+            self.metrics
+                .policy_cap
+                .with_label_values(&[pool])
+                .set(row.cap.get());
+            self.metrics
+                .policy_delivered
+                .with_label_values(&[pool])
+                .set(row.delivered);
+        }
+        self.metrics
+            .policy_feasible
+            .set(if plan.feasible { 1.0 } else { 0.0 });
+        if plan.feasible != self.was_feasible {
+            self.was_feasible = plan.feasible;
+            if plan.feasible {
+                info!("the healthy pools' caps can take all the hashrate again");
+            } else {
+                warn!(
+                    shortfall = plan.shortfall,
+                    on_infeasible = ?plan.on_infeasible,
+                    "the healthy pools' caps cannot take all the hashrate; exceeding caps as configured"
+                );
+            }
+        }
+        self.assignment.send_replace(Arc::new(plan));
+    }
+}

@@ -1,0 +1,513 @@
+//! One task per miner: the handshake, jobs and difficulty, switching pools,
+//! and every submit validated before anything else sees it.
+//!
+//! The miner is told one extranonce1 and extranonce2 size for the life of
+//! the connection; moving it to another pool is a `set_difficulty` (when it
+//! changes) and a `mining.notify` with `clean_jobs = true` of that pool's
+//! translated job (see [`crate::jobs`]). Shares for jobs of the previous
+//! pool still land there: the session's [`JobBook`] remembers every job it
+//! sent, whatever its pool.
+
+mod submit;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
+use hashsplit_policy::{Assignment, MinerId, Observation, PoolId};
+use hashsplit_stratum::{
+    ClientMethod, CodecError, Configure, ConfigureResult, Difficulty, Id, Incoming, LineCodec,
+    Method, Notify, ParseError, Response, ServerMethod, StratumError, SubscribeResult,
+};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::extranonce::Extranonce1;
+use crate::jobs::{JobBook, Layout, PoolJob, PoolState};
+use crate::metrics::Metrics;
+use crate::policy_task::PolicyHandle;
+use crate::upstream::UpstreamHandle;
+use crate::vardiff::Vardiff;
+
+/// Unreadable lines in a row before a miner is disconnected.
+const MAX_BAD_LINES: u32 = 20;
+/// Worker names longer than this are refused.
+const MAX_WORKER_NAME: usize = 256;
+/// Distinct worker names one connection may authorize.
+const MAX_WORKERS_PER_CONNECTION: usize = 64;
+/// How often vardiff is reconsidered.
+const VARDIFF_TICK: Duration = Duration::from_secs(5);
+
+static NEXT_MINER: AtomicU64 = AtomicU64::new(1);
+
+/// What every session shares: configuration, metrics, the upstreams and the
+/// policy.
+#[derive(Debug)]
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// The proxy's metrics.
+    pub metrics: Metrics,
+    /// One per pool, indexed by [`PoolId`].
+    pub upstreams: Vec<UpstreamHandle>,
+    /// The policy task.
+    pub policy: PolicyHandle,
+    /// The miners' extranonce layout.
+    pub layout: Layout,
+}
+
+/// Why a session ended: the `reason` label of the disconnect metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The miner closed the connection.
+    Closed,
+    /// No line within the idle timeout.
+    Idle,
+    /// No subscribe and authorize within the handshake timeout.
+    HandshakeTimeout,
+    /// A line over the maximum length.
+    LineTooLong,
+    /// Too many unreadable lines, or bytes that are not UTF-8.
+    BadInput,
+    /// A read or write failed.
+    IoError,
+    /// The proxy is shutting down.
+    Shutdown,
+}
+
+impl Ended {
+    /// Returns the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ended::Closed => "closed",
+            Ended::Idle => "idle",
+            Ended::HandshakeTimeout => "handshake-timeout",
+            Ended::LineTooLong => "line-too-long",
+            Ended::BadInput => "bad-input",
+            Ended::IoError => "io-error",
+            Ended::Shutdown => "shutdown",
+        }
+    }
+}
+
+type MinerFramed = Framed<TcpStream, LineCodec>;
+
+/// One connected miner.
+pub struct Session {
+    shared: Arc<Shared>,
+    miner: MinerId,
+    peer: SocketAddr,
+    extranonce1: Extranonce1,
+    framed: MinerFramed,
+    shutdown: CancellationToken,
+    subscribed: bool,
+    workers: BTreeSet<String>,
+    joined: bool,
+    version_mask: Option<u32>,
+    vardiff: Vardiff,
+    /// The difficulty last sent to the miner.
+    sent_difficulty: Option<Difficulty>,
+    /// The pool whose jobs the miner gets now.
+    current: Option<PoolId>,
+    /// The job last sent, to send each job once.
+    sent_job: Option<Arc<PoolJob>>,
+    book: JobBook,
+    pools: Vec<watch::Receiver<PoolState>>,
+    assignment: watch::Receiver<Arc<Assignment>>,
+    pending: FuturesUnordered<submit::PoolAnswer>,
+    bad_lines: u32,
+    last_line: Instant,
+    started: Instant,
+}
+
+impl Session {
+    /// Prepares the session of a miner that just connected.
+    pub fn new(
+        shared: Arc<Shared>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        extranonce1: Extranonce1,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let _ = stream.set_nodelay(true);
+        let now = Instant::now();
+        let downstream = &shared.config.downstream;
+        let vardiff = Vardiff::new(
+            Difficulty::try_new(downstream.initial_difficulty).unwrap_or(Difficulty::ONE),
+            Difficulty::try_new(downstream.min_difficulty).unwrap_or(Difficulty::ONE),
+            downstream.share_rate,
+            now,
+        );
+        let framed = Framed::new(stream, LineCodec::new(shared.config.server.max_line_length));
+        let pools = shared.upstreams.iter().map(|u| u.state.clone()).collect();
+        let assignment = shared.policy.assignment.clone();
+        Session {
+            miner: MinerId(NEXT_MINER.fetch_add(1, Ordering::Relaxed)),
+            shared,
+            peer,
+            extranonce1,
+            framed,
+            shutdown,
+            subscribed: false,
+            workers: BTreeSet::new(),
+            joined: false,
+            version_mask: None,
+            vardiff,
+            sent_difficulty: None,
+            current: None,
+            sent_job: None,
+            book: JobBook::default(),
+            pools,
+            assignment,
+            pending: FuturesUnordered::new(),
+            bad_lines: 0,
+            last_line: now,
+            started: now,
+        }
+    }
+
+    /// Serves the miner until it leaves, misbehaves, or the proxy stops;
+    /// returns why it ended.
+    pub async fn run(mut self) -> Ended {
+        let ended = self.serve().await;
+        if self.joined {
+            self.shared
+                .policy
+                .membership(Observation::MinerLeft { miner: self.miner })
+                .await;
+        }
+        debug!(miner = %self.miner, peer = %self.peer, reason = ended.as_str(), "miner disconnected");
+        ended
+    }
+
+    async fn serve(&mut self) -> Ended {
+        let server = &self.shared.config.server;
+        let (handshake_timeout, idle_timeout) = (server.handshake_timeout, server.idle_timeout);
+        let mut vardiff_tick = tokio::time::interval(VARDIFF_TICK);
+        loop {
+            let authorized = !self.workers.is_empty();
+            let deadline = if authorized {
+                self.last_line + idle_timeout
+            } else {
+                self.started + handshake_timeout
+            };
+            let watched = self.current.unwrap_or(PoolId(0)).index();
+            let result = tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return Ended::Shutdown,
+                Some(answer) = self.pending.next() => self.on_pool_answer(answer).await,
+                line = self.framed.next() => match line {
+                    Some(Ok(line)) => {
+                        self.last_line = Instant::now();
+                        self.on_line(&line).await
+                    }
+                    Some(Err(CodecError::LineTooLong { .. })) => return Ended::LineTooLong,
+                    Some(Err(CodecError::InvalidUtf8 { .. } | CodecError::NewlineInLine { .. })) => return Ended::BadInput,
+                    Some(Err(_)) => return Ended::IoError,
+                    None => return Ended::Closed,
+                },
+                Ok(()) = self.pools[watched].changed(), if self.current.is_some() => {
+                    self.on_pool_state().await
+                }
+                Ok(()) = self.assignment.changed(), if authorized => self.follow_assignment().await,
+                _ = vardiff_tick.tick(), if authorized => self.retarget().await,
+                () = sleep_until(deadline) => {
+                    return if authorized { Ended::Idle } else { Ended::HandshakeTimeout };
+                }
+            };
+            if let Err(ended) = result {
+                return ended;
+            }
+        }
+    }
+
+    /// Writes one line to the miner.
+    async fn send(&mut self, line: String) -> Result<(), Ended> {
+        self.framed.send(line).await.map_err(|_| Ended::IoError)
+    }
+
+    async fn on_line(&mut self, line: &str) -> Result<(), Ended> {
+        match Incoming::<ClientMethod>::from_line(line) {
+            Ok(Incoming::Call { id, method }) => {
+                self.bad_lines = 0;
+                self.on_call(id, method).await
+            }
+            // Answers to client.get_version and the like: nothing to do.
+            Ok(Incoming::Response(_)) => Ok(()),
+            Err(error) => self.on_bad_line(error).await,
+        }
+    }
+
+    async fn on_bad_line(&mut self, error: ParseError) -> Result<(), Ended> {
+        if error.is_submit() {
+            // A submit attempt still counts as a share, rejected as malformed.
+            self.reject_malformed_submit(&error).await?;
+        } else {
+            debug!(miner = %self.miner, %error, "unreadable line from miner");
+        }
+        if let Some(response) = error.to_response() {
+            self.send(response.to_line()).await?;
+        }
+        self.bad_lines += 1;
+        if self.bad_lines >= MAX_BAD_LINES {
+            warn!(miner = %self.miner, peer = %self.peer, "too many unreadable lines; disconnecting");
+            return Err(Ended::BadInput);
+        }
+        Ok(())
+    }
+
+    async fn on_call(&mut self, id: Id, method: ClientMethod) -> Result<(), Ended> {
+        match method {
+            ClientMethod::Subscribe { .. } => {
+                self.subscribed = true;
+                let result = SubscribeResult::new(
+                    &format!("{:x}", self.miner.0),
+                    self.extranonce1.as_bytes().to_vec(),
+                    self.shared.layout.extranonce2_size,
+                );
+                self.reply(id, result.to_value()).await?;
+                self.start_mining().await
+            }
+            ClientMethod::Authorize { user, .. } => self.on_authorize(id, user).await,
+            ClientMethod::Submit(submit) => self.on_submit(id, submit).await,
+            ClientMethod::Configure(configure) => self.on_configure(id, &configure).await,
+            ClientMethod::ExtranonceSubscribe => {
+                // The miner's extranonce never changes, so there is nothing
+                // it will ever be told; saying yes is the truth.
+                self.reply(id, true.into()).await
+            }
+            ClientMethod::SuggestDifficulty(difficulty) => {
+                let ceiling = self.ceiling();
+                self.vardiff.suggest(difficulty, ceiling, Instant::now());
+                self.reply(id, true.into()).await?;
+                if self.sent_job.is_some() {
+                    self.send_difficulty().await?;
+                }
+                Ok(())
+            }
+            ClientMethod::GetTransactions { .. } => {
+                self.reply_error(
+                    id,
+                    StratumError::other("mining.get_transactions is not supported"),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn reply(&mut self, id: Id, result: serde_json::Value) -> Result<(), Ended> {
+        if id.is_null() {
+            return Ok(());
+        }
+        self.send(Response::ok(id, result).to_line()).await
+    }
+
+    async fn reply_error(&mut self, id: Id, error: StratumError) -> Result<(), Ended> {
+        if id.is_null() {
+            return Ok(());
+        }
+        self.send(Response::error(id, error).to_line()).await
+    }
+
+    async fn on_authorize(&mut self, id: Id, user: String) -> Result<(), Ended> {
+        let printable = user.chars().all(|c| !c.is_control());
+        if user.is_empty() || user.len() > MAX_WORKER_NAME || !printable {
+            return self.reply_error(id, StratumError::unauthorized()).await;
+        }
+        if self.workers.len() >= MAX_WORKERS_PER_CONNECTION && !self.workers.contains(&user) {
+            return self
+                .reply_error(
+                    id,
+                    StratumError::other("too many workers on one connection"),
+                )
+                .await;
+        }
+        let first = self.workers.is_empty();
+        self.workers.insert(user);
+        self.reply(id, true.into()).await?;
+        if first {
+            info!(miner = %self.miner, peer = %self.peer, worker = %self.workers.first().map(String::as_str).unwrap_or(""), "miner authorized");
+            self.joined = true;
+            self.shared
+                .policy
+                .membership(Observation::MinerJoined { miner: self.miner })
+                .await;
+            self.start_mining().await?;
+        }
+        Ok(())
+    }
+
+    async fn on_configure(&mut self, id: Id, configure: &Configure) -> Result<(), Ended> {
+        // The mask every pool can take, so any pool can get this miner's
+        // shares: the configured mask, narrowed by each pool that answered.
+        let mut allowed = self.shared.config.downstream.version_mask;
+        for pool in &self.pools {
+            let state = pool.borrow();
+            if state.configured {
+                allowed &= state.version_mask.unwrap_or(0);
+            }
+        }
+        let result = ConfigureResult::reply_to(configure, Some(allowed));
+        if configure.version_rolling.is_some() {
+            self.version_mask = result.version_rolling;
+        }
+        self.reply(id, result.to_value()).await
+    }
+
+    /// Sends the first job once the miner is subscribed and authorized.
+    async fn start_mining(&mut self) -> Result<(), Ended> {
+        if !self.subscribed || self.workers.is_empty() || self.current.is_some() {
+            return Ok(());
+        }
+        let assigned = self.assignment.borrow_and_update().pool_for(self.miner);
+        let pool = assigned
+            .filter(|p| self.pool_ready(*p))
+            .or_else(|| self.provisional_pool());
+        match pool {
+            Some(pool) => self.switch_to(pool).await,
+            // No pool can take work yet: the next plan or job will tell.
+            None => Ok(()),
+        }
+    }
+
+    /// Returns a pool to start on before the policy has placed the miner:
+    /// the ready pool furthest below its target.
+    fn provisional_pool(&self) -> Option<PoolId> {
+        let plan = self.assignment.borrow();
+        (0..self.pools.len())
+            .map(PoolId)
+            .filter(|p| self.pool_ready(*p))
+            .min_by(|a, b| {
+                let gap = |p: &PoolId| {
+                    plan.pools
+                        .get(p.index())
+                        .map_or(0.0, |row| row.delivered - row.target)
+                };
+                gap(a).total_cmp(&gap(b))
+            })
+    }
+
+    fn pool_ready(&self, pool: PoolId) -> bool {
+        self.pools.get(pool.index()).is_some_and(|state| {
+            let state = state.borrow();
+            state.up && state.job.is_some()
+        })
+    }
+
+    /// Moves the miner to the pool the policy chose, if it changed.
+    async fn follow_assignment(&mut self) -> Result<(), Ended> {
+        let assigned = self.assignment.borrow_and_update().pool_for(self.miner);
+        match assigned {
+            Some(pool) if Some(pool) != self.current && self.pool_ready(pool) => {
+                self.switch_to(pool).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn switch_to(&mut self, pool: PoolId) -> Result<(), Ended> {
+        let previous = self.current.replace(pool);
+        if previous.is_some() {
+            let name = &self.shared.upstreams[pool.index()].name;
+            self.shared
+                .metrics
+                .switches
+                .with_label_values(&[name])
+                .inc();
+            debug!(miner = %self.miner, from = ?previous, to = %name, "switching pool");
+        }
+        self.sent_job = None;
+        let job = self.pools[pool.index()].borrow_and_update().job.clone();
+        match job {
+            Some(job) => self.send_job(job, true).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the current pool's newest job if the miner does not have it.
+    async fn on_pool_state(&mut self) -> Result<(), Ended> {
+        let Some(pool) = self.current else {
+            return Ok(());
+        };
+        let (up, job) = {
+            let state = self.pools[pool.index()].borrow_and_update();
+            (state.up, state.job.clone())
+        };
+        let Some(job) = job.filter(|_| up) else {
+            // The policy moves the miner at the next plan; until then it
+            // keeps hashing the last job, whose shares are judged by epoch.
+            return Ok(());
+        };
+        let same = self
+            .sent_job
+            .as_ref()
+            .is_some_and(|sent| Arc::ptr_eq(sent, &job));
+        if same {
+            return Ok(());
+        }
+        let clean = job.notify.clean_jobs
+            || self
+                .sent_job
+                .as_ref()
+                .is_some_and(|sent| sent.epoch != job.epoch || sent.pool != job.pool);
+        self.send_job(job, clean).await
+    }
+
+    async fn send_job(&mut self, job: Arc<PoolJob>, clean: bool) -> Result<(), Ended> {
+        self.vardiff.cap(job.pool_difficulty, Instant::now());
+        self.send_difficulty().await?;
+        let notify = Notify {
+            clean_jobs: clean,
+            ..job.notify.clone()
+        };
+        self.send(ServerMethod::Notify(notify).to_line(Id::Null))
+            .await?;
+        self.book.sent(Arc::clone(&job), self.vardiff.current());
+        self.sent_job = Some(job);
+        Ok(())
+    }
+
+    /// Sends `mining.set_difficulty` if vardiff's difficulty differs from
+    /// what the miner was last told.
+    async fn send_difficulty(&mut self) -> Result<(), Ended> {
+        let difficulty = self.vardiff.current();
+        if self.sent_difficulty == Some(difficulty) {
+            return Ok(());
+        }
+        if self.sent_difficulty.is_some_and(|sent| difficulty < sent) {
+            self.book.lower_difficulty(difficulty);
+        }
+        self.sent_difficulty = Some(difficulty);
+        self.send(ServerMethod::SetDifficulty(difficulty).to_line(Id::Null))
+            .await
+    }
+
+    /// Returns the difficulty vardiff may not exceed: the current pool's.
+    fn ceiling(&self) -> Difficulty {
+        self.sent_job
+            .as_ref()
+            .map_or(Difficulty::try_new(f64::MAX).expect("finite"), |job| {
+                job.pool_difficulty
+            })
+    }
+
+    async fn retarget(&mut self) -> Result<(), Ended> {
+        if self.sent_job.is_none() {
+            return Ok(());
+        }
+        let ceiling = self.ceiling();
+        if self.vardiff.retarget(ceiling, Instant::now()).is_some() {
+            self.send_difficulty().await?;
+        }
+        Ok(())
+    }
+}

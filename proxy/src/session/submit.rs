@@ -1,0 +1,239 @@
+//! A miner's submit, cheapest check first (DESIGN.md, "Share validation"):
+//! session state → field hex and lengths → job lookup (unknown / stale) →
+//! ntime window → version bits → duplicate → SHA-256d → targets.
+//!
+//! Every submit is counted once as submitted and once as settled: here for
+//! local outcomes, by the upstream for forwarded ones. A forwarded share is
+//! answered to the miner when the pool's answer comes back (the upstream
+//! bounds that wait), so the miner hears the real result.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hashsplit_policy::{Observation, Work};
+use hashsplit_stratum::{
+    Id, ParseError, Reject, ShareContext, StratumError, Submission, Submit, share::hash_to_hex,
+};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::warn;
+
+use super::{Ended, Session};
+use crate::metrics::{NO_POOL, Outcome, PoolReject};
+use crate::upstream::Forward;
+
+/// A forwarded share waiting for its pool's answer.
+pub(super) struct PoolAnswer {
+    id: Id,
+    answer: oneshot::Receiver<Outcome>,
+}
+
+impl Future for PoolAnswer {
+    type Output = (Id, Outcome);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        Pin::new(&mut this.answer).poll(cx).map(|answer| {
+            // A dropped sender means the upstream stopped before answering
+            // (shutdown); it counted the share as unavailable.
+            let id = std::mem::replace(&mut this.id, Id::Null);
+            (id, answer.unwrap_or(Outcome::PoolUnavailable))
+        })
+    }
+}
+
+impl Session {
+    pub(super) async fn on_submit(&mut self, id: Id, submit: Submit) -> Result<(), Ended> {
+        let started = Instant::now();
+        let result = self.judge_submit(&submit);
+        self.shared
+            .metrics
+            .share_validation_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Err((pool, reject)) => {
+                self.count_submitted(&pool);
+                self.shared.metrics.settle(&pool, Outcome::Rejected(reject));
+                self.reply_error(id, StratumError::new(reject.code(), reject.to_string()))
+                    .await
+            }
+            Ok(accepted) => self.settle_accepted(id, accepted).await,
+        }
+    }
+
+    /// Counts a submit that could not be read as a malformed share.
+    pub(super) async fn reject_malformed_submit(
+        &mut self,
+        error: &ParseError,
+    ) -> Result<(), Ended> {
+        self.count_submitted(NO_POOL);
+        self.shared
+            .metrics
+            .settle(NO_POOL, Outcome::Rejected(Reject::Malformed));
+        warn!(miner = %self.miner, %error, "malformed submit");
+        Ok(())
+    }
+
+    fn count_submitted(&self, pool: &str) {
+        self.shared
+            .metrics
+            .shares_submitted
+            .with_label_values(&[pool])
+            .inc();
+    }
+
+    /// Runs every local check; on success returns what to do with the share.
+    fn judge_submit(&mut self, submit: &Submit) -> Result<Accepted, (String, Reject)> {
+        let none = |reject| (NO_POOL.to_owned(), reject);
+        if !self.subscribed {
+            return Err(none(Reject::NotSubscribed));
+        }
+        if !self.workers.contains(&submit.worker) {
+            return Err(none(Reject::Unauthorized));
+        }
+        let submission = Submission::from_hex(
+            &submit.extranonce2,
+            &submit.ntime,
+            &submit.nonce,
+            submit.version_bits.as_deref(),
+            self.shared.layout.extranonce2_size,
+        )
+        .map_err(none)?;
+        let pools = &self.pools;
+        let found = self
+            .book
+            .find(&submit.job_id, |pool| pools[pool.index()].borrow().epoch)
+            .map_err(none)?;
+        let pool_name = self.shared.upstreams[found.job.pool.index()]
+            .name
+            .to_string();
+        let at_pool = |reject| (pool_name.clone(), reject);
+
+        found
+            .job
+            .job
+            .check(&submission, self.version_mask)
+            .map_err(at_pool)?;
+        self.book
+            .record(&submit.job_id, submission.key(self.extranonce1.as_bytes()))
+            .map_err(at_pool)?;
+        let ctx = ShareContext {
+            extranonce1: self.extranonce1.as_bytes(),
+            version_mask: self.version_mask,
+            miner_target: found.difficulty.to_target(),
+            pool_target: found.job.pool_target,
+        };
+        let verdict = found.job.job.judge(&ctx, &submission).map_err(at_pool)?;
+        Ok(Accepted {
+            pool_name,
+            found,
+            submission,
+            verdict,
+        })
+    }
+
+    async fn settle_accepted(&mut self, id: Id, share: Accepted) -> Result<(), Ended> {
+        let Accepted {
+            pool_name,
+            found,
+            submission,
+            verdict,
+        } = share;
+        let metrics = &self.shared.metrics;
+        self.count_submitted(&pool_name);
+        if verdict.meets_miner {
+            metrics
+                .credited_difficulty
+                .with_label_values(&[&pool_name])
+                .inc_by(found.difficulty.as_f64());
+            self.shared.policy.work(Observation::Work {
+                miner: self.miner,
+                pool: found.job.pool,
+                work: Work::from_difficulty(found.difficulty.as_f64()),
+            });
+            self.vardiff.record_share();
+        }
+        if verdict.meets_network {
+            metrics
+                .block_candidates
+                .with_label_values(&[&pool_name])
+                .inc();
+            warn!(
+                pool = %pool_name,
+                miner = %self.miner,
+                hash = %hash_to_hex(&verdict.hash),
+                "block candidate: forwarding to the pool first"
+            );
+        }
+        if !(verdict.meets_pool || verdict.meets_network) {
+            metrics.settle(&pool_name, Outcome::AcceptedLocal);
+            return self.reply(id, true.into()).await;
+        }
+
+        let in_flight = metrics.shares_in_flight.with_label_values(&[&pool_name]);
+        in_flight.inc();
+        let (reply, answer) = oneshot::channel();
+        let forward = Forward {
+            pool_job_id: found.job.pool_job_id.clone(),
+            extranonce2: found
+                .job
+                .pool_extranonce2(self.extranonce1.as_bytes(), submission.extranonce2()),
+            ntime: submission.ntime,
+            nonce: submission.nonce,
+            version_bits: submission
+                .version_bits
+                .map(|bits| bits & self.version_mask.unwrap_or(0)),
+            reply,
+        };
+        let upstream = &self.shared.upstreams[found.job.pool.index()];
+        match upstream.forward(forward, verdict.meets_network) {
+            Ok(()) => {
+                self.pending.push(PoolAnswer { id, answer });
+                Ok(())
+            }
+            Err(_unsent) => {
+                in_flight.dec();
+                metrics.settle(&pool_name, Outcome::PoolUnavailable);
+                self.reply_error(id, outcome_error(Outcome::PoolUnavailable))
+                    .await
+            }
+        }
+    }
+
+    /// Tells the miner what the pool said about a forwarded share.
+    pub(super) async fn on_pool_answer(
+        &mut self,
+        (id, outcome): (Id, Outcome),
+    ) -> Result<(), Ended> {
+        if outcome == Outcome::AcceptedByPool {
+            self.reply(id, true.into()).await
+        } else {
+            self.reply_error(id, outcome_error(outcome)).await
+        }
+    }
+}
+
+/// What passed every local check.
+struct Accepted {
+    pool_name: String,
+    found: crate::jobs::Found,
+    submission: Submission,
+    verdict: hashsplit_stratum::Verdict,
+}
+
+/// Returns the error a miner is sent for a share the pool did not accept.
+fn outcome_error(outcome: Outcome) -> StratumError {
+    match outcome {
+        Outcome::RejectedByPool(PoolReject::Stale) => StratumError::new(21, "stale (pool)"),
+        Outcome::RejectedByPool(PoolReject::Duplicate) => StratumError::new(22, "duplicate (pool)"),
+        Outcome::RejectedByPool(PoolReject::LowDifficulty) => {
+            StratumError::new(23, "low difficulty (pool)")
+        }
+        Outcome::RejectedByPool(PoolReject::Other) => StratumError::other("rejected by the pool"),
+        Outcome::PoolTimeout => StratumError::other("the pool did not answer in time"),
+        Outcome::PoolUnavailable => StratumError::other("the pool is unavailable"),
+        Outcome::Rejected(reject) => StratumError::new(reject.code(), reject.to_string()),
+        Outcome::AcceptedLocal | Outcome::AcceptedByPool => StratumError::other("accepted"),
+    }
+}
