@@ -122,6 +122,17 @@ impl StratumClient {
         }
     }
 
+    /// Reads lines until an answer, keeping calls read meanwhile.
+    pub async fn read_until_response(&mut self) -> io::Result<Heard> {
+        loop {
+            match self.read().await? {
+                Heard::Call(id, method) => self.pending.push_back((id, method)),
+                heard @ Heard::Response(_) => return Ok(heard),
+                Heard::Unreadable(_) => {}
+            }
+        }
+    }
+
     /// Reads the next line (kept calls are not returned here). Fails if the
     /// connection closes or nothing comes for [`READ_TIMEOUT`].
     pub async fn read(&mut self) -> io::Result<Heard> {

@@ -99,18 +99,20 @@ impl Session {
                 () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                     self.flush_delayed().await?;
                 }
+                changed = self.modes.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    // Polled before the jobs arm, so a blackhole switched on
+                    // with a new job sends nothing. Only marks the change
+                    // seen: the other arms read the modes.
+                    self.modes.borrow_and_update();
+                }
                 changed = self.jobs.changed(), if self.mining && !blackholed => {
                     if changed.is_err() {
                         return Ok(());
                     }
                     self.send_job(false).await?;
-                }
-                changed = self.modes.changed() => {
-                    if changed.is_err() {
-                        return Ok(());
-                    }
-                    // Only marks the change seen; the arms read the modes.
-                    self.modes.borrow_and_update();
                 }
                 line = self.lines.next() => match line {
                     None => return Ok(()),
