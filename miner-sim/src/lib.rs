@@ -4,6 +4,8 @@
 //!
 //! - [`pool`]: [`SimPool`], a strict pool server with per-worker
 //!   accounting and run-time [`Fault`]s.
+//! - [`miner`]: [`SimMiner`], a miner that really hashes, with firmware
+//!   [`Profile`]s (cpuminer, ASIC, strict).
 //! - [`client`]: a line-level client for transcript-style tests.
 //! - [`scan`]: share search, for the miner and for tests that craft shares.
 //! - [`eventually`]: a bounded wait for a condition, for tests.
@@ -15,13 +17,14 @@
 
 pub mod client;
 mod eventually;
+pub mod miner;
 pub mod pool;
 pub mod scan;
 #[cfg(test)]
 mod testjob;
 
 pub use eventually::eventually;
-
+pub use miner::{MinerStats, Profile, SimMiner, SimMinerConfig};
 pub use pool::{
     BadDifficulty, Fault, NBITS_MAINNET, NBITS_REGTEST, PoolJob, PoolStats, SimPool, SimPoolConfig,
     WorkerStats,

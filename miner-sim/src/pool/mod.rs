@@ -28,11 +28,10 @@ use tokio_util::task::TaskTracker;
 pub use checker::{Credit, ShareChecker};
 pub use fault::{BadDifficulty, Fault, HUGE_LINE_BYTES};
 pub use stats::{INJECTED_REJECT, PoolStats, WorkerStats};
-pub use template::PoolJob;
+pub use template::{JobFactory, PoolJob};
 
 use fault::Modes;
 use stats::StatsBook;
-use template::JobFactory;
 
 /// Compact target of regtest: about every other hash is a block, so a test
 /// can exercise block candidates.

@@ -47,7 +47,7 @@ impl PoolJob {
 /// Makes the pool's jobs: each call a fresh coinbase and branch, and on a
 /// clean job a new block to mine on.
 #[derive(Debug)]
-pub(crate) struct JobFactory {
+pub struct JobFactory {
     rng: StdRng,
     next_seq: u64,
     height: u32,
@@ -62,7 +62,7 @@ impl JobFactory {
     /// Returns a factory for jobs with network target `nbits`, `fake_txs`
     /// transactions besides the coinbase, and `extranonce_len` bytes of
     /// extranonce in the coinbase.
-    pub(crate) fn new(nbits: u32, fake_txs: usize, extranonce_len: usize) -> Self {
+    pub fn new(nbits: u32, fake_txs: usize, extranonce_len: usize) -> Self {
         let mut rng = StdRng::from_os_rng();
         JobFactory {
             prevhash: rng.random(),
@@ -77,12 +77,12 @@ impl JobFactory {
     }
 
     /// Returns the number the next job will get: every lower one was issued.
-    pub(crate) fn next_seq(&self) -> u64 {
+    pub fn next_seq(&self) -> u64 {
         self.next_seq
     }
 
     /// Makes the next job; `clean` moves to a new previous block first.
-    pub(crate) fn next(&mut self, clean: bool) -> Result<Arc<PoolJob>, JobError> {
+    pub fn next(&mut self, clean: bool) -> Result<Arc<PoolJob>, JobError> {
         if clean {
             self.prevhash = self.rng.random();
             self.height += 1;
