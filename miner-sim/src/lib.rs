@@ -6,6 +6,7 @@
 //!   accounting and run-time [`Fault`]s.
 //! - [`miner`]: [`SimMiner`], a miner that really hashes, with firmware
 //!   [`Profile`]s (cpuminer, ASIC, strict).
+//! - [`load`]: the load generator behind `miner-sim load`.
 //! - [`client`]: a line-level client for transcript-style tests.
 //! - [`scan`]: share search, for the miner and for tests that craft shares.
 //! - [`eventually`]: a bounded wait for a condition, for tests.
@@ -17,6 +18,7 @@
 
 pub mod client;
 mod eventually;
+pub mod load;
 pub mod miner;
 pub mod pool;
 pub mod scan;
@@ -24,6 +26,7 @@ pub mod scan;
 mod testjob;
 
 pub use eventually::eventually;
+pub use load::{LoadConfig, LoadReport, run_load};
 pub use miner::{MinerStats, Profile, SimMiner, SimMinerConfig};
 pub use pool::{
     BadDifficulty, Fault, NBITS_MAINNET, NBITS_REGTEST, PoolJob, PoolStats, SimPool, SimPoolConfig,
