@@ -187,7 +187,9 @@ impl PolicyTask {
         self.metrics
             .policy_feasible
             .set(if plan.feasible { 1.0 } else { 0.0 });
-        if plan.feasible != self.was_feasible {
+        // With no pool up there is nothing to split: the upstreams say why.
+        let any_up = plan.pools.iter().any(|row| row.healthy);
+        if any_up && plan.feasible != self.was_feasible {
             self.was_feasible = plan.feasible;
             if plan.feasible {
                 info!("the healthy pools' caps can take all the hashrate again");
