@@ -22,8 +22,9 @@ use tracing::{info, warn};
 use crate::jobs::{JobIds, Layout, PoolState};
 use crate::metrics::{Metrics, Outcome};
 
-/// How long a forwarded share may wait for the pool's answer.
-pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a forwarded share may wait for the pool's answer: pools
+/// answer in well under a second, and the miner should hear promptly.
+pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Shares waiting to be written to one pool.
 const FORWARD_QUEUE: usize = 1024;
 /// Longest backoff between connection attempts.
