@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod exporter;
 pub mod extranonce;
 pub mod jobs;
 pub mod metrics;
@@ -66,7 +67,10 @@ impl Proxy {
         let local_addr = listener.local_addr()?;
         let config = Arc::new(config);
         let pool_names: Vec<String> = config.policy.pools.iter().map(|p| p.name.clone()).collect();
-        let metrics = Metrics::new(&pool_names);
+        let mut metrics = Metrics::new(&pool_names);
+        if config.metrics.per_worker {
+            metrics = metrics.with_per_worker(config.metrics.max_workers as usize);
+        }
         let stopping = CancellationToken::new();
         let accepting = stopping.child_token();
         let tasks = TaskTracker::new();
@@ -138,6 +142,14 @@ impl Proxy {
         &self.metrics
     }
 
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` (see
+    /// [`exporter`]) until the proxy stops.
+    pub fn serve_metrics(&self, listener: TcpListener) {
+        let metrics = self.metrics.clone();
+        self.tasks
+            .spawn(exporter::serve(listener, metrics, self.stopping.clone()));
+    }
+
     /// Returns the latest plan of the policy engine.
     pub fn assignment(&self) -> Arc<Assignment> {
         Arc::clone(&self.assignment.borrow())
@@ -172,14 +184,19 @@ impl Proxy {
     }
 }
 
-/// Serves miners on `listener` until `shutdown` completes, then shuts down
-/// gracefully (see [`Proxy::shutdown`]).
+/// Serves miners on `listener` (and metrics on `metrics`, if given) until
+/// `shutdown` completes, then shuts down gracefully (see
+/// [`Proxy::shutdown`]).
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let proxy = Proxy::start(config, listener)?;
+    if let Some(metrics) = metrics {
+        proxy.serve_metrics(metrics);
+    }
     shutdown.await;
     info!("shutting down: no new miners, waiting for answers in flight");
     proxy.shutdown(SHUTDOWN_DRAIN).await;

@@ -105,13 +105,18 @@ fn init_tracing() {
         .init();
 }
 
-/// Binds the miners' listener and serves until SIGINT or SIGTERM.
+/// Binds the miners' and the metrics listeners and serves until SIGINT or
+/// SIGTERM.
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening for miners on {listen}"))?;
-    hashsplit::run(config, listener, shutdown_signal()).await?;
+    let metrics_listen = config.metrics.listen;
+    let metrics = tokio::net::TcpListener::bind(metrics_listen)
+        .await
+        .with_context(|| format!("listening for metrics on {metrics_listen}"))?;
+    hashsplit::run(config, listener, Some(metrics), shutdown_signal()).await?;
     Ok(())
 }
 

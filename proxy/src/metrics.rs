@@ -8,9 +8,14 @@
 //!
 //! Label values are closed sets: pool names come from the TOML file, reasons
 //! from [`Reject::LABELS`] and [`Outcome`]; nothing a miner sends becomes a
-//! label here.
+//! label here, except in the opt-in, capped per-worker series of
+//! [`workers`].
 
-use std::time::Duration;
+mod workers;
+
+pub use workers::{OVERFLOW, WorkerMetrics, WorkerSeries};
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hashsplit_stratum::Reject;
 use prometheus::proto::MetricType;
@@ -120,6 +125,10 @@ pub struct Metrics {
     pub pool_difficulty: GaugeVec,
     /// Upstream connection attempts after the first, by pool.
     pub upstream_reconnects: IntCounterVec,
+    /// Jobs (`mining.notify`) received from each pool.
+    pub upstream_jobs: IntCounterVec,
+    /// Unix time of each pool's latest job.
+    pub upstream_last_job: GaugeVec,
     /// Time from forwarding a share to the pool's answer.
     pub upstream_submit_seconds: HistogramVec,
     /// Time to validate one share locally.
@@ -142,6 +151,8 @@ pub struct Metrics {
     pub policy_feasible: Gauge,
     /// Observations the policy task could not take in time.
     pub policy_observations_dropped: IntCounter,
+    /// Per-worker series (no-ops unless [`Metrics::with_per_worker`]).
+    pub workers: WorkerMetrics,
 }
 
 /// Why a miner connection ended.
@@ -226,6 +237,22 @@ impl Metrics {
                 "Connection attempts to a pool after the first",
                 &["pool"],
             ),
+            upstream_jobs: counter_vec(
+                &registry,
+                "hashsplit_upstream_jobs_total",
+                "Jobs (mining.notify) received from a pool",
+                &["pool"],
+            ),
+            upstream_last_job: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "hashsplit_upstream_last_job_timestamp_seconds",
+                        "Unix time of the pool's latest job (0: none yet)",
+                    ),
+                    &["pool"],
+                ),
+            ),
             upstream_submit_seconds: register(
                 &registry,
                 HistogramVec::new(
@@ -301,6 +328,7 @@ impl Metrics {
                     "Observations the policy task could not take in time",
                 ),
             ),
+            workers: WorkerMetrics::disabled(),
             registry,
         };
         let build = register(
@@ -336,6 +364,8 @@ impl Metrics {
             m.pool_up.with_label_values(&[pool]);
             m.pool_difficulty.with_label_values(&[pool]);
             m.upstream_reconnects.with_label_values(&[pool]);
+            m.upstream_jobs.with_label_values(&[pool]);
+            m.upstream_last_job.with_label_values(&[pool]);
             m.upstream_submit_seconds.with_label_values(&[pool]);
             m.switches.with_label_values(&[pool]);
             m.policy_target.with_label_values(&[pool]);
@@ -346,6 +376,23 @@ impl Metrics {
             m.downstream_disconnects.with_label_values(&[reason]);
         }
         m
+    }
+
+    /// Turns on the per-worker series (`[metrics] per_worker = true`), at
+    /// most `max_workers` of them.
+    pub fn with_per_worker(mut self, max_workers: usize) -> Self {
+        self.workers =
+            WorkerMetrics::new(&self.registry, max_workers).expect("metric names are unique");
+        self
+    }
+
+    /// Records a job received from `pool`.
+    pub fn job_received(&self, pool: &str) {
+        self.upstream_jobs.with_label_values(&[pool]).inc();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.upstream_last_job.with_label_values(&[pool]).set(now);
     }
 
     /// Counts a settled share.
@@ -444,6 +491,41 @@ mod tests {
         ));
         assert!(text.contains(r#"hashsplit_pool_up{pool="b"} 0"#));
         assert!(text.contains("hashsplit_build_info"));
+        assert!(text.contains(r#"hashsplit_upstream_last_job_timestamp_seconds{pool="a"} 0"#));
+    }
+
+    #[test]
+    fn per_worker_series_are_off_unless_asked_for() {
+        let off = Metrics::new(&["a".into()]);
+        let _held = off.workers.join("rig.1");
+        off.workers.credit("rig.1", 1.0, SystemTime::now());
+        assert!(!off.encode().contains("hashsplit_worker_"));
+
+        let on = Metrics::new(&["a".into()]).with_per_worker(10);
+        let _held = on.workers.join("rig.1");
+        on.workers.credit("rig.1", 1.0, SystemTime::now());
+        let text = on.encode();
+        assert!(text.contains(r#"hashsplit_worker_credited_difficulty_total{worker="rig.1"} 1"#));
+        assert!(text.contains(r#"hashsplit_worker_last_share_timestamp_seconds{worker="rig.1"}"#));
+    }
+
+    #[test]
+    fn a_job_stamps_the_pool_with_the_time() {
+        let m = Metrics::new(&["a".into()]);
+        let before = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        m.job_received("a");
+        let stamp = m.sum(
+            "hashsplit_upstream_last_job_timestamp_seconds",
+            &[("pool", "a")],
+        );
+        assert!(stamp >= before.floor(), "{stamp} < {before}");
+        assert_eq!(
+            m.sum("hashsplit_upstream_jobs_total", &[("pool", "a")]),
+            1.0
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::extranonce::Extranonce1;
 use crate::jobs::{JobBook, Layout, PoolJob, PoolState};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, WorkerSeries};
 use crate::policy_task::PolicyHandle;
 use crate::upstream::UpstreamHandle;
 use crate::vardiff::Vardiff;
@@ -111,6 +111,8 @@ pub struct Session {
     shutdown: CancellationToken,
     subscribed: bool,
     workers: BTreeSet<String>,
+    /// This connection's hold on its workers' per-worker series.
+    worker_series: Vec<WorkerSeries>,
     joined: bool,
     version_mask: Option<u32>,
     vardiff: Vardiff,
@@ -159,6 +161,7 @@ impl Session {
             shutdown,
             subscribed: false,
             workers: BTreeSet::new(),
+            worker_series: Vec::new(),
             joined: false,
             version_mask: None,
             vardiff,
@@ -332,6 +335,10 @@ impl Session {
                 .await;
         }
         let first = self.workers.is_empty();
+        if !self.workers.contains(&user) {
+            self.worker_series
+                .push(self.shared.metrics.workers.join(&user));
+        }
         self.workers.insert(user);
         self.reply(id, true.into()).await?;
         if first {

@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use hashsplit_policy::{Observation, Work};
 use hashsplit_stratum::{
@@ -58,7 +59,14 @@ impl Session {
                 self.reply_error(id, StratumError::new(reject.code(), reject.to_string()))
                     .await
             }
-            Ok(accepted) => self.settle_accepted(id, accepted).await,
+            Ok(accepted) => {
+                if accepted.verdict.meets_miner {
+                    let difficulty = accepted.found.difficulty.as_f64();
+                    let workers = &self.shared.metrics.workers;
+                    workers.credit(&submit.worker, difficulty, SystemTime::now());
+                }
+                self.settle_accepted(id, accepted).await
+            }
         }
     }
 

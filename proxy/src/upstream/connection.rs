@@ -398,6 +398,7 @@ impl Link {
         ) {
             Ok(job) => {
                 self.last_job = Some(Instant::now());
+                up.metrics.job_received(&up.name);
                 let job = Arc::new(job);
                 up.state.send_modify(|state| {
                     state.epoch = epoch;
