@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::allocate::{self, PoolInput, Targets};
 use crate::assignment::{Assignment, PoolPlan};
 use crate::config::Policy;
-use crate::estimate::HashrateEstimate;
+use crate::estimate::{HashrateEstimate, pool_similar};
 use crate::ledger::Trail;
 use crate::units::{Hashrate, Instant, MinerId, PoolId, Work};
 
@@ -231,31 +231,31 @@ impl Engine {
     }
 
     /// Returns each miner's hashrate in hashes per second: the estimate for
-    /// present miners (the fleet's mean while a miner has none yet), the rate
-    /// at leaving for the others.
+    /// present miners, pooled with those it cannot be told apart from (the
+    /// fleet's mean while a miner has none yet), the rate at leaving for the
+    /// others.
     fn rates(&self, now: Instant) -> HashMap<MinerId, f64> {
-        let known: Vec<f64> = self
-            .miners
-            .values()
-            .filter(|s| s.present)
-            .filter_map(|s| rate_of(&s.estimate, now))
-            .collect();
+        let mut known_ids = Vec::new();
+        let mut known = Vec::new();
+        for (&id, state) in &self.miners {
+            if let (true, Some(rate)) = (state.present, rate_of(&state.estimate, now)) {
+                known_ids.push(id);
+                known.push((rate, state.estimate.relative_error(now)));
+            }
+        }
         let fill = if known.is_empty() {
             1.0
         } else {
-            known.iter().sum::<f64>() / known.len() as f64
+            known.iter().map(|k| k.0).sum::<f64>() / known.len() as f64
         };
-        self.miners
-            .iter()
-            .map(|(&id, s)| {
-                let rate = if s.present {
-                    rate_of(&s.estimate, now).unwrap_or(fill)
-                } else {
-                    s.left_rate
-                };
-                (id, rate)
-            })
-            .collect()
+        let mut rates: HashMap<MinerId, f64> =
+            known_ids.into_iter().zip(pool_similar(&known)).collect();
+        for (&id, state) in &self.miners {
+            rates
+                .entry(id)
+                .or_insert(if state.present { fill } else { state.left_rate });
+        }
+        rates
     }
 
     /// Returns the work each pool received within `(from, to]`.
