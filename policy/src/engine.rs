@@ -182,7 +182,7 @@ impl Engine {
             .map(|(id, _)| rates[id])
             .sum();
         let first_window_end = origin + window;
-        let warm_up = now + tick < first_window_end;
+        let warm_up = now + tick <= first_window_end;
         let horizon = if warm_up {
             first_window_end - now
         } else {
@@ -198,7 +198,23 @@ impl Engine {
             horizon,
             correct_over: (!warm_up).then(|| config.min_dwell.max(tick)),
         });
-        self.assign(now, &rates, wants, &targets, horizon);
+        // After the first window, a miner that moves is pinned for min_dwell,
+        // so check where its pool's share will be by then, not just at the
+        // next plan: a big miner dropped on a pool that needs a little would
+        // otherwise push it over its cap for the whole dwell.
+        let lookahead = (!warm_up).then(|| {
+            let dwell = config.min_dwell.max(tick);
+            let known = self.work_between(&rates, (now + dwell).saturating_sub(window), now);
+            Lookahead {
+                known_total: known.iter().sum(),
+                known,
+                dwell: dwell.as_secs_f64(),
+                fleet,
+                limit: targets.limit.clone(),
+                on: vec![0.0; targets.limit.len()],
+            }
+        });
+        self.assign(now, &rates, wants, &targets, horizon, lookahead);
         self.assignment(now, &rates, &targets, &now_window)
     }
 
@@ -275,6 +291,7 @@ impl Engine {
         mut want: Vec<f64>,
         targets: &Targets,
         horizon: Duration,
+        mut lookahead: Option<Lookahead>,
     ) {
         let policy = Arc::clone(&self.policy);
         let config = &policy.config;
@@ -292,6 +309,9 @@ impl Engine {
             match state.pool {
                 Some(pool) if usable[pool.0] && now - state.since < config.min_dwell => {
                     want[pool.0] -= rates[&id] * horizon;
+                    if let Some(look) = lookahead.as_mut() {
+                        look.on[pool.0] += rates[&id];
+                    }
                 }
                 Some(_) => movable.push(id),
                 None => placing.push(id),
@@ -306,6 +326,9 @@ impl Engine {
             match pool {
                 Some(p) if usable[p] && want[p] >= rate * tick / 2.0 => {
                     want[p] -= rate * horizon;
+                    if let Some(look) = lookahead.as_mut() {
+                        look.on[p] += rate;
+                    }
                 }
                 _ => placing.push(id),
             }
@@ -316,17 +339,36 @@ impl Engine {
         for id in placing {
             let rate = rates[&id];
             let current = self.miners[&id].pool.filter(|p| usable[p.0]);
-            let best = (0..want.len())
-                .filter(|&i| usable[i])
-                .max_by(|&a, &b| want[a].total_cmp(&want[b]).then(b.cmp(&a)));
+            let mut candidates: Vec<usize> = (0..want.len()).filter(|&i| usable[i]).collect();
+            candidates.sort_by(|&a, &b| want[b].total_cmp(&want[a]).then(a.cmp(&b)));
+            // Plans are a tick apart, so a slice can end up to a tick late:
+            // one tick of this miner is the finest the split can be held to.
+            let fits = |pool: usize| {
+                lookahead
+                    .as_ref()
+                    .is_none_or(|look| look.excess(pool, rate) <= look.share_of(rate * tick))
+            };
+            // The neediest pool that stays under its limit for the dwell, or
+            // the one it overshoots least.
+            let best = candidates.iter().copied().find(|&i| fits(i)).or_else(|| {
+                candidates.iter().copied().min_by(|&a, &b| {
+                    let excess = |i| lookahead.as_ref().map_or(0.0, |l| l.excess(i, rate));
+                    excess(a).total_cmp(&excess(b))
+                })
+            });
             let choice = match (current, best) {
-                (Some(cur), Some(best)) if want[best] - want[cur.0] < rate * tick / 2.0 => {
+                (Some(cur), Some(best))
+                    if fits(cur.0) && want[best] - want[cur.0] < rate * tick / 2.0 =>
+                {
                     Some(cur)
                 }
                 (_, best) => best.map(PoolId),
             };
             if let Some(pool) = choice {
                 want[pool.0] -= rate * horizon;
+                if let Some(look) = lookahead.as_mut() {
+                    look.on[pool.0] += rate;
+                }
             }
             self.move_miner(id, choice, now);
         }
@@ -420,6 +462,41 @@ fn new_miner(now: Instant, tau: Duration) -> MinerState {
 
 fn rate_of(estimate: &HashrateEstimate, now: Instant) -> Option<f64> {
     estimate.rate(now).map(Hashrate::as_hashes_per_sec)
+}
+
+/// Where each pool's window share will be at the end of a moved miner's
+/// dwell, if every miner placed so far stays put.
+struct Lookahead {
+    /// Work per pool already in the window that ends after the dwell.
+    known: Vec<f64>,
+    known_total: f64,
+    /// The dwell in seconds.
+    dwell: f64,
+    /// Hashes per second of the present miners.
+    fleet: f64,
+    limit: Vec<f64>,
+    /// Hashes per second placed on each pool so far.
+    on: Vec<f64>,
+}
+
+impl Lookahead {
+    /// Returns the share of the window ending after the dwell that `work`
+    /// would be.
+    fn share_of(&self, work: f64) -> f64 {
+        let total = self.known_total + self.fleet * self.dwell;
+        if total > 0.0 { work / total } else { 0.0 }
+    }
+
+    /// Returns by how much `pool`'s share would exceed its limit after the
+    /// dwell with a miner of `rate` added (negative: room left).
+    fn excess(&self, pool: usize, rate: f64) -> f64 {
+        let total = self.known_total + self.fleet * self.dwell;
+        if total <= 0.0 {
+            return 0.0;
+        }
+        let share = (self.known[pool] + (self.on[pool] + rate) * self.dwell) / total;
+        share - self.limit[pool]
+    }
 }
 
 struct WantInputs<'a> {
