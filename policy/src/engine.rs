@@ -198,12 +198,14 @@ impl Engine {
             horizon,
             correct_over: (!warm_up).then(|| config.min_dwell.max(tick)),
         });
-        // After the first window, a miner that moves is pinned for min_dwell,
+        // A miner that moves is pinned for min_dwell,
         // so check where its pool's share will be by then, not just at the
         // next plan: a big miner dropped on a pool that needs a little would
         // otherwise push it over its cap for the whole dwell.
-        let lookahead = (!warm_up).then(|| {
-            let dwell = config.min_dwell.max(tick);
+        // Windows that end before the first full one are not held to caps,
+        // so the check starts once a dwell reaches past it.
+        let dwell = config.min_dwell.max(tick);
+        let lookahead = (now + dwell >= first_window_end).then(|| {
             let known = self.work_between(&rates, (now + dwell).saturating_sub(window), now);
             Lookahead {
                 known_total: known.iter().sum(),

@@ -93,52 +93,83 @@ impl HashrateEstimate {
     }
 }
 
-/// How many standard errors apart two estimates may be and still be taken
-/// for the same kind of machine.
-const SAME_MACHINE: f64 = 2.0;
-
 /// Returns each estimate pooled with the estimates that cannot be told
-/// apart from it: the precision-weighted mean of every `(rate, relative
-/// error)` within `SAME_MACHINE` × √2 standard errors of its own.
+/// apart from it.
+///
+/// `(rate, relative error)` pairs are sorted by rate and cut into runs, a
+/// run growing while its members are consistent with one common rate (a
+/// chi-square test at about three standard deviations); every member of a
+/// run gets the run's precision-weighted mean.
 ///
 /// Fleets are mostly many machines of a few models. Ten identical miners
-/// with raw estimates a few percent apart would otherwise be split as if
-/// the noise were real, and a time-sliced miner would be moved to make up
-/// differences that do not exist. Machines that really differ by more than
-/// the noise keep their own rate.
+/// with raw estimates a few percent apart would otherwise be split as if the
+/// noise were real, and a time-sliced miner would be moved to make up
+/// differences that do not exist. Machines whose rates differ by more than
+/// the noise keep separate rates, and models close together separate as
+/// their estimates sharpen.
 pub fn pool_similar(estimates: &[(f64, f64)]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..estimates.len()).collect();
     order.sort_by(|&a, &b| estimates[a].0.total_cmp(&estimates[b].0));
-    let sorted: Vec<f64> = order.iter().map(|&i| estimates[i].0).collect();
-    // Weight = precision = 1 / relative error², the number of credits.
-    let weight = |i: usize| {
-        let error = estimates[i].1;
-        if error.is_finite() && error > 0.0 {
-            1.0 / (error * error)
-        } else {
-            0.0
+    let mut pooled: Vec<f64> = estimates.iter().map(|e| e.0).collect();
+    let mut start = 0;
+    while start < order.len() {
+        let mut run = Run::default();
+        run.add(estimates[order[start]]);
+        let mut end = start + 1;
+        while let Some(&next) = order.get(end) {
+            let mut grown = run;
+            grown.add(estimates[next]);
+            if !grown.consistent() {
+                break;
+            }
+            run = grown;
+            end += 1;
         }
-    };
-    let mut weights = vec![0.0];
-    let mut weighted = vec![0.0];
-    for &i in &order {
-        weights.push(weights.last().copied().unwrap_or(0.0) + weight(i));
-        weighted.push(weighted.last().copied().unwrap_or(0.0) + weight(i) * estimates[i].0);
-    }
-    let mut pooled = vec![0.0; estimates.len()];
-    for &i in &order {
-        let (rate, error) = estimates[i];
-        let reach = rate * error.min(1.0) * SAME_MACHINE * std::f64::consts::SQRT_2;
-        let lo = sorted.partition_point(|&r| r < rate - reach);
-        let hi = sorted.partition_point(|&r| r <= rate + reach);
-        let w = weights[hi] - weights[lo];
-        pooled[i] = if w > 0.0 {
-            (weighted[hi] - weighted[lo]) / w
-        } else {
-            rate
-        };
+        if let Some(mean) = run.mean() {
+            for &i in &order[start..end] {
+                pooled[i] = mean;
+            }
+        }
+        start = end;
     }
     pooled
+}
+
+/// Running sums for a chi-square test of "these rates are one rate".
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    count: usize,
+    /// Sum of precisions (1 / relative error²), and of precision × rate and
+    /// precision × rate², each relative error applying to its own rate.
+    weight: f64,
+    weighted: f64,
+    weighted_squares: f64,
+}
+
+impl Run {
+    fn add(&mut self, (rate, error): (f64, f64)) {
+        self.count += 1;
+        if error.is_finite() && error > 0.0 && rate > 0.0 {
+            // Precision of the rate itself: (rate · error)⁻².
+            let w = 1.0 / (rate * error).powi(2);
+            self.weight += w;
+            self.weighted += w * rate;
+            self.weighted_squares += w * rate * rate;
+        }
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (self.weight > 0.0).then(|| self.weighted / self.weight)
+    }
+
+    fn consistent(&self) -> bool {
+        if self.weight <= 0.0 {
+            return false;
+        }
+        let chi_square = self.weighted_squares - self.weighted * self.weighted / self.weight;
+        let freedom = (self.count - 1) as f64;
+        chi_square <= freedom + 3.0 * (2.0 * freedom).sqrt()
+    }
 }
 
 #[cfg(test)]
@@ -192,7 +223,7 @@ mod tests {
     fn estimates_within_the_noise_are_pooled_and_distinct_ones_kept() {
         // Three 100 TH/s machines seen through ±5% noise, and a 13 TH/s one.
         let pooled = pool_similar(&[(104.0, 0.05), (97.0, 0.05), (99.0, 0.05), (13.5, 0.05)]);
-        assert!((pooled[0] - 100.0).abs() < 1e-9, "{pooled:?}");
+        assert!((pooled[0] - 100.0).abs() < 1.0, "{pooled:?}");
         assert_eq!(pooled[0], pooled[1]);
         assert_eq!(pooled[1], pooled[2]);
         assert_eq!(pooled[3], 13.5);

@@ -214,11 +214,13 @@ fn read_event(
         .into_iter()
         .filter_map(|(key, value)| value.map(|v| (key, v)))
         .collect();
+    let at_span = raw.at.span();
     let [(key, name)] = <[_; 1]>::try_from(given)
         .map_err(|given: Vec<_>| {
+            let span = given.get(1).map_or(at_span, |(_, v)| v.span());
             diag.error(
                 path,
-                given.get(1).map(|(_, v)| v.span()),
+                Some(span),
                 "an event needs exactly one of pool_down, pool_up, miner_join, miner_leave",
             );
         })
