@@ -24,12 +24,17 @@ use crate::assignment::{Assignment, PoolPlan};
 use crate::config::Policy;
 use crate::estimate::{HashrateEstimate, pool_similar};
 use crate::ledger::Trail;
+use crate::need::{Lookahead, WantInputs, wants};
 use crate::units::{Hashrate, Instant, MinerId, PoolId, Work};
 
 /// Something the proxy saw, at the `now` passed with it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Observation {
     /// Work credited to `miner` (an accepted share) while mining for `pool`.
+    ///
+    /// It feeds the miner's hashrate estimate; what each pool received is
+    /// accounted from the plans (time on the pool × that estimate), so the
+    /// pool is not needed for the accounting.
     Work {
         /// The miner.
         miner: MinerId,
@@ -59,10 +64,6 @@ pub enum Observation {
         pool: PoolId,
     },
 }
-
-/// Errors below this share of the window are left alone: chasing them moves
-/// miners for no gain a pool could notice.
-const DEADBAND: f64 = 0.002;
 
 #[derive(Debug, Clone)]
 struct MinerState {
@@ -464,80 +465,6 @@ fn new_miner(now: Instant, tau: Duration) -> MinerState {
 
 fn rate_of(estimate: &HashrateEstimate, now: Instant) -> Option<f64> {
     estimate.rate(now).map(Hashrate::as_hashes_per_sec)
-}
-
-/// Where each pool's window share will be at the end of a moved miner's
-/// dwell, if every miner placed so far stays put.
-struct Lookahead {
-    /// Work per pool already in the window that ends after the dwell.
-    known: Vec<f64>,
-    known_total: f64,
-    /// The dwell in seconds.
-    dwell: f64,
-    /// Hashes per second of the present miners.
-    fleet: f64,
-    limit: Vec<f64>,
-    /// Hashes per second placed on each pool so far.
-    on: Vec<f64>,
-}
-
-impl Lookahead {
-    /// Returns the share of the window ending after the dwell that `work`
-    /// would be.
-    fn share_of(&self, work: f64) -> f64 {
-        let total = self.known_total + self.fleet * self.dwell;
-        if total > 0.0 { work / total } else { 0.0 }
-    }
-
-    /// Returns by how much `pool`'s share would exceed its limit after the
-    /// dwell with a miner of `rate` added (negative: room left).
-    fn excess(&self, pool: usize, rate: f64) -> f64 {
-        let total = self.known_total + self.fleet * self.dwell;
-        if total <= 0.0 {
-            return 0.0;
-        }
-        let share = (self.known[pool] + (self.on[pool] + rate) * self.dwell) / total;
-        share - self.limit[pool]
-    }
-}
-
-struct WantInputs<'a> {
-    targets: &'a Targets,
-    /// Work per pool in the window ending now.
-    now_window: &'a [f64],
-    /// Work per pool already in the window that ends at `now + horizon`.
-    end_window: &'a [f64],
-    /// Hashes per second of the present miners.
-    fleet: f64,
-    horizon: Duration,
-    /// Errors in the current window are corrected over this long; `None`
-    /// corrects them at once (the first window is one budget to fill).
-    correct_over: Option<Duration>,
-}
-
-/// Returns the work each pool should get over the horizon: its target share
-/// of the window ending then, minus what that window already holds, with
-/// the error already in the window corrected gently rather than at once.
-fn wants(inputs: &WantInputs<'_>) -> Vec<f64> {
-    let horizon = inputs.horizon.as_secs_f64();
-    let end_total: f64 = inputs.end_window.iter().sum::<f64>() + inputs.fleet * horizon;
-    let now_total: f64 = inputs.now_window.iter().sum();
-    let pace = inputs
-        .correct_over
-        .map(|over| (horizon / over.as_secs_f64()).min(1.0));
-    (0..inputs.end_window.len())
-        .map(|i| {
-            let target = inputs.targets.target[i];
-            let exact = target * end_total - inputs.end_window[i];
-            let Some(pace) = pace else {
-                return exact;
-            };
-            let error = inputs.now_window[i] - target * now_total;
-            let slack = DEADBAND * now_total;
-            let outside = error - error.clamp(-slack, slack);
-            exact + error - outside * pace
-        })
-        .collect()
 }
 
 #[cfg(test)]

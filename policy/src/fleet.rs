@@ -96,6 +96,7 @@ impl Fleet {
         let mut share_rate = 20.0;
         let mut miners = Vec::new();
         let mut raw_events = Vec::new();
+        let mut name_spans = Vec::new();
         for entry in diag.parse_document().unwrap_or_default() {
             match entry.key.as_str() {
                 "share_rate" => match diag.deserialize::<f64>("share_rate", entry.value.clone()) {
@@ -115,6 +116,7 @@ impl Fleet {
                     {
                         let path = format!("miner[{i}]");
                         if let Some(raw) = diag.deserialize::<RawMiner>(&path, value) {
+                            name_spans.push(raw.name.span());
                             miners.push(read_miner(&mut diag, &path, raw));
                         }
                     }
@@ -136,6 +138,18 @@ impl Fleet {
                     Some(entry.key_span),
                     format!("unknown key `{other}`, expected share_rate, miner or event"),
                 ),
+            }
+        }
+        for (i, group) in miners.iter().enumerate() {
+            if let Some(first) = miners[..i].iter().position(|g| g.name == group.name) {
+                diag.error(
+                    format!("miner[{i}].name"),
+                    name_spans.get(i).cloned(),
+                    format!(
+                        "duplicate miner name {:?} (also miner[{first}])",
+                        group.name
+                    ),
+                );
             }
         }
         if miners.is_empty() && diag.error_count() == 0 {

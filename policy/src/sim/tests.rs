@@ -126,3 +126,13 @@ fn fleet_files_report_every_problem_with_its_line() {
         ]
     );
 }
+
+#[test]
+fn duplicate_miner_names_are_an_error_at_the_second_name() {
+    let policy = policy(&[1.0], "");
+    let text = "[[miner]]\nname = \"a\"\nhashrate = \"1TH/s\"\n\
+                [[miner]]\nname = \"a\"\nhashrate = \"2TH/s\"\n";
+    let error = Fleet::from_toml_str(text, &policy).unwrap_err();
+    assert_eq!(error.errors[0].path, "miner[1].name");
+    assert_eq!(error.errors[0].location, Some((5, 8)));
+}
