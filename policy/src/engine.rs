@@ -87,6 +87,9 @@ pub struct Engine {
     healthy: Vec<bool>,
     miners: BTreeMap<MinerId, MinerState>,
     origin: Option<Instant>,
+    /// The targets in force and since when: a change (a pool failing or
+    /// coming back) starts a new first window.
+    regime: Option<(Vec<f64>, Instant)>,
     switches: Vec<u64>,
 }
 
@@ -100,6 +103,7 @@ impl Engine {
             healthy: vec![false; pools],
             miners: BTreeMap::new(),
             origin: None,
+            regime: None,
             switches: vec![0; pools],
         }
     }
@@ -183,21 +187,37 @@ impl Engine {
             .map(|(id, _)| rates[id])
             .sum();
         let first_window_end = origin + window;
-        let warm_up = now + tick <= first_window_end;
-        let horizon = if warm_up {
-            first_window_end - now
-        } else {
-            tick
+        // After the targets change, what the window holds from before says
+        // nothing about the new split: replaying it would replay a failed
+        // pool's outage one window later. The first window under the new
+        // targets is planned as one budget, like the very first window.
+        let since = match &self.regime {
+            Some((before, since)) if same_targets(before, &targets.target) => *since,
+            _ => {
+                self.regime = Some((targets.target.clone(), now));
+                now
+            }
         };
+        let budget_end = since + window;
+        let warm_up = now + tick <= budget_end;
+        let horizon = if warm_up { budget_end - now } else { tick };
         let now_window = self.work_between(&rates, now.saturating_sub(window), now);
         let end_window = self.work_between(&rates, (now + horizon).saturating_sub(window), now);
+        // After an outage the budget of the new first window does not see
+        // the older work still in the sliding window, so every plan past the
+        // run's first window also keeps the window ending at the next plan
+        // under each pool's limit.
+        let next_window = (now + tick > first_window_end)
+            .then(|| self.work_between(&rates, (now + tick).saturating_sub(window), now));
         let wants = wants(&WantInputs {
             targets: &targets,
             now_window: &now_window,
             end_window: &end_window,
             fleet,
             horizon,
-            correct_over: (!warm_up).then(|| config.min_dwell.max(tick)),
+            correct_over: config.min_dwell.max(tick),
+            first_window: warm_up,
+            guard: next_window.as_deref().map(|next| (next, tick)),
         });
         // A miner that moves is pinned for min_dwell,
         // so check where its pool's share will be by then, not just at the
@@ -449,6 +469,10 @@ impl Engine {
             miners,
         }
     }
+}
+
+fn same_targets(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9)
 }
 
 fn new_miner(now: Instant, tau: Duration) -> MinerState {
