@@ -6,14 +6,15 @@
 //! moving a miner that arrived less than `min_dwell` ago unless its pool
 //! failed.
 //!
-//! Why it holds caps below one-miner granularity: the work a pool needs in
-//! the next interval is its target share of the window that will end then,
-//! minus what that window already holds. In steady state that is exactly the
-//! work leaving the back of the window, so a time-sliced miner repeats, one
-//! window later, the slices it mined one window earlier, and every window
-//! holds the same split. During the first window the engine plans for the
-//! first full window instead, so a lone miner takes long slices (e.g. 200 s
-//! on each of three pools over ten minutes) rather than rotating quickly.
+//! Why it holds caps below one-miner granularity: what a pool needs until
+//! the next plan is worked out from its window (see `need`): during a first
+//! window, its budget for that window; afterwards, mostly the work leaving
+//! the back of its window, so a time-sliced miner repeats its slices one
+//! window later and every window holds close to the same split. A lone
+//! miner therefore takes long slices (about 200 s on each of three pools
+//! over ten minutes) rather than rotating quickly. When the targets change
+//! (a pool fails or comes back) a new first window begins, and a guard
+//! keeps the window ending at the next plan under every pool's limit.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
