@@ -220,3 +220,32 @@ proptest! {
         prop_assert!(used, "pool {} unused {} ticks after coming back", pool, soon);
     }
 }
+
+#[test]
+fn a_returning_pool_takes_its_share_of_the_miners_not_all_of_them() {
+    // 30 equal machines over three pools capped at 0.5. While p1 is down
+    // the others carry half each; when it returns it is far behind in its
+    // window, but it must not pull every miner over at once (and then again
+    // a window later).
+    let mut harness = Harness::new(&[0.5, 0.5, 0.5], &[(100, 30)]);
+    for _ in 0..200 {
+        harness.step(&[]);
+    }
+    harness.step(&[Observation::PoolDown { pool: PoolId(1) }]);
+    for _ in 0..240 {
+        harness.step(&[]);
+    }
+    harness.step(&[Observation::PoolUp { pool: PoolId(1) }]);
+    for _ in 0..360 {
+        let plan = harness.step(&[]);
+        for row in &plan.pools {
+            assert!(
+                row.miners <= 16,
+                "{} has {} of 30 miners at {}",
+                row.name,
+                row.miners,
+                plan.at
+            );
+        }
+    }
+}
