@@ -136,3 +136,30 @@ fn check_summarises_a_valid_config() {
     assert!(summary.starts_with("config ok: 3 pools"), "{summary}");
     assert!(summary.contains("avoided: network share"), "{summary}");
 }
+
+#[test]
+fn simulate_reports_fleet_problems_with_their_lines_and_fails() {
+    let dir = std::env::temp_dir().join(format!("hashsplit-fleet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("fleet.toml");
+    std::fs::write(
+        &path,
+        "[[miner]]\nname = \"a\"\nhashrate = \"1TH/s\"\n[[event]]\nat = \"5m\"\npool_down = \"nowhere\"\n",
+    )
+    .unwrap();
+    let config = examples().join("solo.toml");
+    let output = hashsplit(&[
+        "simulate",
+        "--config",
+        config.to_str().unwrap(),
+        "--fleet",
+        path.to_str().unwrap(),
+    ]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("fleet.toml:6:13: event[0].pool_down: no pool named"),
+        "{stderr}"
+    );
+}
