@@ -6,14 +6,15 @@
 //! moving a miner that arrived less than `min_dwell` ago unless its pool
 //! failed.
 //!
-//! Why it holds caps below one-miner granularity: the work a pool needs in
-//! the next interval is its target share of the window that will end then,
-//! minus what that window already holds. In steady state that is exactly the
-//! work leaving the back of the window, so a time-sliced miner repeats, one
-//! window later, the slices it mined one window earlier, and every window
-//! holds the same split. During the first window the engine plans for the
-//! first full window instead, so a lone miner takes long slices (e.g. 200 s
-//! on each of three pools over ten minutes) rather than rotating quickly.
+//! Why it holds caps below one-miner granularity: what a pool needs until
+//! the next plan is worked out from its window (see `need`): during a first
+//! window, its budget for that window; afterwards, mostly the work leaving
+//! the back of its window, so a time-sliced miner repeats its slices one
+//! window later and every window holds close to the same split. A lone
+//! miner therefore takes long slices (about 200 s on each of three pools
+//! over ten minutes) rather than rotating quickly. When the targets change
+//! (a pool fails or comes back) a new first window begins, and a guard
+//! keeps the window ending at the next plan under every pool's limit.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,14 +23,19 @@ use std::time::Duration;
 use crate::allocate::{self, PoolInput, Targets};
 use crate::assignment::{Assignment, PoolPlan};
 use crate::config::Policy;
-use crate::estimate::HashrateEstimate;
+use crate::estimate::{HashrateEstimate, pool_similar};
 use crate::ledger::Trail;
+use crate::need::{Lookahead, WantInputs, wants};
 use crate::units::{Hashrate, Instant, MinerId, PoolId, Work};
 
 /// Something the proxy saw, at the `now` passed with it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Observation {
     /// Work credited to `miner` (an accepted share) while mining for `pool`.
+    ///
+    /// It feeds the miner's hashrate estimate; what each pool received is
+    /// accounted from the plans (time on the pool × that estimate), so the
+    /// pool is not needed for the accounting.
     Work {
         /// The miner.
         miner: MinerId,
@@ -60,10 +66,6 @@ pub enum Observation {
     },
 }
 
-/// Errors below this share of the window are left alone: chasing them moves
-/// miners for no gain a pool could notice.
-const DEADBAND: f64 = 0.002;
-
 #[derive(Debug, Clone)]
 struct MinerState {
     estimate: HashrateEstimate,
@@ -86,6 +88,9 @@ pub struct Engine {
     healthy: Vec<bool>,
     miners: BTreeMap<MinerId, MinerState>,
     origin: Option<Instant>,
+    /// The targets in force and since when: a change (a pool failing or
+    /// coming back) starts a new first window.
+    regime: Option<(Vec<f64>, Instant)>,
     switches: Vec<u64>,
 }
 
@@ -99,6 +104,7 @@ impl Engine {
             healthy: vec![false; pools],
             miners: BTreeMap::new(),
             origin: None,
+            regime: None,
             switches: vec![0; pools],
         }
     }
@@ -182,23 +188,57 @@ impl Engine {
             .map(|(id, _)| rates[id])
             .sum();
         let first_window_end = origin + window;
-        let warm_up = now + tick < first_window_end;
-        let horizon = if warm_up {
-            first_window_end - now
-        } else {
-            tick
+        // After the targets change, what the window holds from before says
+        // nothing about the new split: replaying it would replay a failed
+        // pool's outage one window later. The first window under the new
+        // targets is planned as one budget, like the very first window.
+        let since = match &self.regime {
+            Some((before, since)) if same_targets(before, &targets.target) => *since,
+            _ => {
+                self.regime = Some((targets.target.clone(), now));
+                now
+            }
         };
+        let budget_end = since + window;
+        let warm_up = now + tick <= budget_end;
+        let horizon = if warm_up { budget_end - now } else { tick };
         let now_window = self.work_between(&rates, now.saturating_sub(window), now);
         let end_window = self.work_between(&rates, (now + horizon).saturating_sub(window), now);
+        // After an outage the budget of the new first window does not see
+        // the older work still in the sliding window, so every plan past the
+        // run's first window also keeps the window ending at the next plan
+        // under each pool's limit.
+        let next_window = (now + tick > first_window_end)
+            .then(|| self.work_between(&rates, (now + tick).saturating_sub(window), now));
         let wants = wants(&WantInputs {
             targets: &targets,
             now_window: &now_window,
             end_window: &end_window,
             fleet,
             horizon,
-            correct_over: (!warm_up).then(|| config.min_dwell.max(tick)),
+            correct_over: config.min_dwell.max(tick),
+            first_window: warm_up,
+            guard: next_window.as_deref().map(|next| (next, tick)),
         });
-        self.assign(now, &rates, wants, &targets, horizon);
+        // A miner that moves is pinned for min_dwell,
+        // so check where its pool's share will be by then, not just at the
+        // next plan: a big miner dropped on a pool that needs a little would
+        // otherwise push it over its cap for the whole dwell.
+        // Windows that end before the first full one are not held to caps,
+        // so the check starts once a dwell reaches past it.
+        let dwell = config.min_dwell.max(tick);
+        let lookahead = (now + dwell >= first_window_end).then(|| {
+            let known = self.work_between(&rates, (now + dwell).saturating_sub(window), now);
+            Lookahead {
+                known_total: known.iter().sum(),
+                known,
+                dwell: dwell.as_secs_f64(),
+                fleet,
+                limit: targets.limit.clone(),
+                on: vec![0.0; targets.limit.len()],
+            }
+        });
+        self.assign(now, &rates, wants, &targets, horizon, lookahead);
         self.assignment(now, &rates, &targets, &now_window)
     }
 
@@ -231,31 +271,31 @@ impl Engine {
     }
 
     /// Returns each miner's hashrate in hashes per second: the estimate for
-    /// present miners (the fleet's mean while a miner has none yet), the rate
-    /// at leaving for the others.
+    /// present miners, pooled with those it cannot be told apart from (the
+    /// fleet's mean while a miner has none yet), the rate at leaving for the
+    /// others.
     fn rates(&self, now: Instant) -> HashMap<MinerId, f64> {
-        let known: Vec<f64> = self
-            .miners
-            .values()
-            .filter(|s| s.present)
-            .filter_map(|s| rate_of(&s.estimate, now))
-            .collect();
+        let mut known_ids = Vec::new();
+        let mut known = Vec::new();
+        for (&id, state) in &self.miners {
+            if let (true, Some(rate)) = (state.present, rate_of(&state.estimate, now)) {
+                known_ids.push(id);
+                known.push((rate, state.estimate.relative_error(now)));
+            }
+        }
         let fill = if known.is_empty() {
             1.0
         } else {
-            known.iter().sum::<f64>() / known.len() as f64
+            known.iter().map(|k| k.0).sum::<f64>() / known.len() as f64
         };
-        self.miners
-            .iter()
-            .map(|(&id, s)| {
-                let rate = if s.present {
-                    rate_of(&s.estimate, now).unwrap_or(fill)
-                } else {
-                    s.left_rate
-                };
-                (id, rate)
-            })
-            .collect()
+        let mut rates: HashMap<MinerId, f64> =
+            known_ids.into_iter().zip(pool_similar(&known)).collect();
+        for (&id, state) in &self.miners {
+            rates
+                .entry(id)
+                .or_insert(if state.present { fill } else { state.left_rate });
+        }
+        rates
     }
 
     /// Returns the work each pool received within `(from, to]`.
@@ -275,6 +315,7 @@ impl Engine {
         mut want: Vec<f64>,
         targets: &Targets,
         horizon: Duration,
+        mut lookahead: Option<Lookahead>,
     ) {
         let policy = Arc::clone(&self.policy);
         let config = &policy.config;
@@ -292,6 +333,9 @@ impl Engine {
             match state.pool {
                 Some(pool) if usable[pool.0] && now - state.since < config.min_dwell => {
                     want[pool.0] -= rates[&id] * horizon;
+                    if let Some(look) = lookahead.as_mut() {
+                        look.on[pool.0] += rates[&id];
+                    }
                 }
                 Some(_) => movable.push(id),
                 None => placing.push(id),
@@ -306,6 +350,9 @@ impl Engine {
             match pool {
                 Some(p) if usable[p] && want[p] >= rate * tick / 2.0 => {
                     want[p] -= rate * horizon;
+                    if let Some(look) = lookahead.as_mut() {
+                        look.on[p] += rate;
+                    }
                 }
                 _ => placing.push(id),
             }
@@ -316,17 +363,36 @@ impl Engine {
         for id in placing {
             let rate = rates[&id];
             let current = self.miners[&id].pool.filter(|p| usable[p.0]);
-            let best = (0..want.len())
-                .filter(|&i| usable[i])
-                .max_by(|&a, &b| want[a].total_cmp(&want[b]).then(b.cmp(&a)));
+            let mut candidates: Vec<usize> = (0..want.len()).filter(|&i| usable[i]).collect();
+            candidates.sort_by(|&a, &b| want[b].total_cmp(&want[a]).then(a.cmp(&b)));
+            // Plans are a tick apart, so a slice can end up to a tick late:
+            // one tick of this miner is the finest the split can be held to.
+            let fits = |pool: usize| {
+                lookahead
+                    .as_ref()
+                    .is_none_or(|look| look.excess(pool, rate) <= look.share_of(rate * tick))
+            };
+            // The neediest pool that stays under its limit for the dwell, or
+            // the one it overshoots least.
+            let best = candidates.iter().copied().find(|&i| fits(i)).or_else(|| {
+                candidates.iter().copied().min_by(|&a, &b| {
+                    let excess = |i| lookahead.as_ref().map_or(0.0, |l| l.excess(i, rate));
+                    excess(a).total_cmp(&excess(b))
+                })
+            });
             let choice = match (current, best) {
-                (Some(cur), Some(best)) if want[best] - want[cur.0] < rate * tick / 2.0 => {
+                (Some(cur), Some(best))
+                    if fits(cur.0) && want[best] - want[cur.0] < rate * tick / 2.0 =>
+                {
                     Some(cur)
                 }
                 (_, best) => best.map(PoolId),
             };
             if let Some(pool) = choice {
                 want[pool.0] -= rate * horizon;
+                if let Some(look) = lookahead.as_mut() {
+                    look.on[pool.0] += rate;
+                }
             }
             self.move_miner(id, choice, now);
         }
@@ -406,6 +472,10 @@ impl Engine {
     }
 }
 
+fn same_targets(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9)
+}
+
 fn new_miner(now: Instant, tau: Duration) -> MinerState {
     MinerState {
         estimate: HashrateEstimate::new(now, tau),
@@ -420,45 +490,6 @@ fn new_miner(now: Instant, tau: Duration) -> MinerState {
 
 fn rate_of(estimate: &HashrateEstimate, now: Instant) -> Option<f64> {
     estimate.rate(now).map(Hashrate::as_hashes_per_sec)
-}
-
-struct WantInputs<'a> {
-    targets: &'a Targets,
-    /// Work per pool in the window ending now.
-    now_window: &'a [f64],
-    /// Work per pool already in the window that ends at `now + horizon`.
-    end_window: &'a [f64],
-    /// Hashes per second of the present miners.
-    fleet: f64,
-    horizon: Duration,
-    /// Errors in the current window are corrected over this long; `None`
-    /// corrects them at once (the first window is one budget to fill).
-    correct_over: Option<Duration>,
-}
-
-/// Returns the work each pool should get over the horizon: its target share
-/// of the window ending then, minus what that window already holds, with
-/// the error already in the window corrected gently rather than at once.
-fn wants(inputs: &WantInputs<'_>) -> Vec<f64> {
-    let horizon = inputs.horizon.as_secs_f64();
-    let end_total: f64 = inputs.end_window.iter().sum::<f64>() + inputs.fleet * horizon;
-    let now_total: f64 = inputs.now_window.iter().sum();
-    let pace = inputs
-        .correct_over
-        .map(|over| (horizon / over.as_secs_f64()).min(1.0));
-    (0..inputs.end_window.len())
-        .map(|i| {
-            let target = inputs.targets.target[i];
-            let exact = target * end_total - inputs.end_window[i];
-            let Some(pace) = pace else {
-                return exact;
-            };
-            let error = inputs.now_window[i] - target * now_total;
-            let slack = DEADBAND * now_total;
-            let outside = error - error.clamp(-slack, slack);
-            exact + error - outside * pace
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ pub struct HashrateEstimate {
     last: Instant,
     /// Credited hashes, each decayed by `exp(-(last - at) / tau)`.
     decayed: f64,
+    /// Credits, decayed the same way: how much evidence the rate rests on.
+    decayed_shares: f64,
     shares: u64,
 }
 
@@ -35,6 +37,7 @@ impl HashrateEstimate {
             started,
             last: started,
             decayed: 0.0,
+            decayed_shares: 0.0,
             shares: 0,
         }
     }
@@ -43,10 +46,13 @@ impl HashrateEstimate {
     /// if it arrived at the latest time seen.
     pub fn record(&mut self, work: Work, now: Instant) {
         if now > self.last {
-            self.decayed *= self.decay(now - self.last);
+            let decay = self.decay(now - self.last);
+            self.decayed *= decay;
+            self.decayed_shares *= decay;
             self.last = now;
         }
         self.decayed += work.as_hashes();
+        self.decayed_shares += 1.0;
         self.shares += 1;
     }
 
@@ -69,8 +75,100 @@ impl HashrateEstimate {
         self.shares
     }
 
+    /// Returns the relative standard error of [`rate`](Self::rate) at
+    /// `now`: credits are Poisson, so it is one over the square root of the
+    /// (decayed) number of credits behind it.
+    pub fn relative_error(&self, now: Instant) -> f64 {
+        let now = now.max(self.last);
+        let shares = self.decayed_shares * self.decay(now - self.last);
+        if shares > 0.0 {
+            1.0 / shares.sqrt()
+        } else {
+            f64::INFINITY
+        }
+    }
+
     fn decay(&self, elapsed: Duration) -> f64 {
         (-elapsed.as_secs_f64() / self.tau).exp()
+    }
+}
+
+/// Returns each estimate pooled with the estimates that cannot be told
+/// apart from it.
+///
+/// `(rate, relative error)` pairs are sorted by rate and cut into runs, a
+/// run growing while its members are consistent with one common rate (a
+/// chi-square test at about three standard deviations); every member of a
+/// run gets the run's precision-weighted mean.
+///
+/// Fleets are mostly many machines of a few models. Ten identical miners
+/// with raw estimates a few percent apart would otherwise be split as if the
+/// noise were real, and a time-sliced miner would be moved to make up
+/// differences that do not exist. Machines whose rates differ by more than
+/// the noise keep separate rates, and models close together separate as
+/// their estimates sharpen.
+pub fn pool_similar(estimates: &[(f64, f64)]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..estimates.len()).collect();
+    order.sort_by(|&a, &b| estimates[a].0.total_cmp(&estimates[b].0));
+    let mut pooled: Vec<f64> = estimates.iter().map(|e| e.0).collect();
+    let mut start = 0;
+    while start < order.len() {
+        let mut run = Run::default();
+        run.add(estimates[order[start]]);
+        let mut end = start + 1;
+        while let Some(&next) = order.get(end) {
+            let mut grown = run;
+            grown.add(estimates[next]);
+            if !grown.consistent() {
+                break;
+            }
+            run = grown;
+            end += 1;
+        }
+        if let Some(mean) = run.mean() {
+            for &i in &order[start..end] {
+                pooled[i] = mean;
+            }
+        }
+        start = end;
+    }
+    pooled
+}
+
+/// Running sums for a chi-square test of "these rates are one rate".
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    count: usize,
+    /// Sum of precisions (1 / relative error²), and of precision × rate and
+    /// precision × rate², each relative error applying to its own rate.
+    weight: f64,
+    weighted: f64,
+    weighted_squares: f64,
+}
+
+impl Run {
+    fn add(&mut self, (rate, error): (f64, f64)) {
+        self.count += 1;
+        if error.is_finite() && error > 0.0 && rate > 0.0 {
+            // Precision of the rate itself: (rate · error)⁻².
+            let w = 1.0 / (rate * error).powi(2);
+            self.weight += w;
+            self.weighted += w * rate;
+            self.weighted_squares += w * rate * rate;
+        }
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (self.weight > 0.0).then(|| self.weighted / self.weight)
+    }
+
+    fn consistent(&self) -> bool {
+        if self.weight <= 0.0 {
+            return false;
+        }
+        let chi_square = self.weighted_squares - self.weighted * self.weighted / self.weight;
+        let freedom = (self.count - 1) as f64;
+        chi_square <= freedom + 3.0 * (2.0 * freedom).sqrt()
     }
 }
 
@@ -106,6 +204,29 @@ mod tests {
         }
         let rate = estimate.rate(at(30.0)).unwrap().as_hashes_per_sec();
         assert!((rate - 500.0).abs() < 25.0, "{rate}");
+    }
+
+    #[test]
+    fn more_credits_mean_a_smaller_error() {
+        let mut estimate = HashrateEstimate::new(at(0.0), Duration::from_secs(600));
+        estimate.record(Work::from_hashes(1.0), at(1.0));
+        let early = estimate.relative_error(at(1.0));
+        for i in 2..=100 {
+            estimate.record(Work::from_hashes(1.0), at(i as f64));
+        }
+        let later = estimate.relative_error(at(100.0));
+        assert!((early - 1.0).abs() < 1e-9, "{early}");
+        assert!(later < 0.11, "{later}");
+    }
+
+    #[test]
+    fn estimates_within_the_noise_are_pooled_and_distinct_ones_kept() {
+        // Three 100 TH/s machines seen through ±5% noise, and a 13 TH/s one.
+        let pooled = pool_similar(&[(104.0, 0.05), (97.0, 0.05), (99.0, 0.05), (13.5, 0.05)]);
+        assert!((pooled[0] - 100.0).abs() < 1.0, "{pooled:?}");
+        assert_eq!(pooled[0], pooled[1]);
+        assert_eq!(pooled[1], pooled[2]);
+        assert_eq!(pooled[3], 13.5);
     }
 
     #[test]

@@ -96,6 +96,7 @@ impl Fleet {
         let mut share_rate = 20.0;
         let mut miners = Vec::new();
         let mut raw_events = Vec::new();
+        let mut name_spans = Vec::new();
         for entry in diag.parse_document().unwrap_or_default() {
             match entry.key.as_str() {
                 "share_rate" => match diag.deserialize::<f64>("share_rate", entry.value.clone()) {
@@ -115,6 +116,7 @@ impl Fleet {
                     {
                         let path = format!("miner[{i}]");
                         if let Some(raw) = diag.deserialize::<RawMiner>(&path, value) {
+                            name_spans.push(raw.name.span());
                             miners.push(read_miner(&mut diag, &path, raw));
                         }
                     }
@@ -136,6 +138,18 @@ impl Fleet {
                     Some(entry.key_span),
                     format!("unknown key `{other}`, expected share_rate, miner or event"),
                 ),
+            }
+        }
+        for (i, group) in miners.iter().enumerate() {
+            if let Some(first) = miners[..i].iter().position(|g| g.name == group.name) {
+                diag.error(
+                    format!("miner[{i}].name"),
+                    name_spans.get(i).cloned(),
+                    format!(
+                        "duplicate miner name {:?} (also miner[{first}])",
+                        group.name
+                    ),
+                );
             }
         }
         if miners.is_empty() && diag.error_count() == 0 {
@@ -214,11 +228,13 @@ fn read_event(
         .into_iter()
         .filter_map(|(key, value)| value.map(|v| (key, v)))
         .collect();
+    let at_span = raw.at.span();
     let [(key, name)] = <[_; 1]>::try_from(given)
         .map_err(|given: Vec<_>| {
+            let span = given.get(1).map_or(at_span, |(_, v)| v.span());
             diag.error(
                 path,
-                given.get(1).map(|(_, v)| v.span()),
+                Some(span),
                 "an event needs exactly one of pool_down, pool_up, miner_join, miner_leave",
             );
         })

@@ -9,9 +9,11 @@
 //! hashrates), [`diag`] (TOML problems with path and line), [`config`]
 //! (`[policy]` and `[[pool]]` with validation), [`estimate`] (per-miner
 //! hashrate EWMA), [`allocate`] (target shares by capped water filling),
-//! [`ledger`] (who mined where over the window), [`engine`] (realising the
-//! targets with whole miners and time slices), and [`sim`] with [`fleet`]
-//! (the deterministic simulator behind `hashsplit simulate`).
+//! [`ledger`] (who mined where over the window), `need` (what each pool
+//! needs from the next plan), [`engine`] (realising the targets with whole
+//! miners and time slices) and [`assignment`] (the plan it publishes), and
+//! [`sim`] with [`fleet`] (the deterministic simulator behind
+//! `hashsplit simulate`).
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +25,7 @@ pub mod engine;
 pub mod estimate;
 pub mod fleet;
 pub mod ledger;
+mod need;
 pub mod parse;
 pub mod sim;
 pub mod units;

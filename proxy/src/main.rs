@@ -82,8 +82,16 @@ fn main() -> anyhow::Result<ExitCode> {
             };
             let text = std::fs::read_to_string(&fleet)
                 .with_context(|| format!("reading {}", fleet.display()))?;
-            let fleet = Fleet::from_toml_str(&text, &config.policy)
-                .with_context(|| format!("in {}", fleet.display()))?;
+            let fleet = match Fleet::from_toml_str(&text, &config.policy) {
+                Ok(parsed) => parsed,
+                Err(error) => {
+                    for problem in &error.errors {
+                        eprintln!("{}", located(&fleet, problem));
+                    }
+                    eprintln!("{} error(s) in {}", error.errors.len(), fleet.display());
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
             let report = simulate(&config.policy, &fleet, SimOptions { duration, seed });
             if json {
                 println!("{}", to_json(&report)?);

@@ -43,3 +43,96 @@ fn the_same_seed_gives_the_same_report() {
         simulate(&policy, &fleet, options)
     );
 }
+#[test]
+fn identical_miners_split_evenly_under_tight_caps() {
+    // Ten identical machines: their hashrate estimates differ only by
+    // noise, which must not be mistaken for real differences.
+    let policy = policy(&[0.34, 0.34, 0.34], "");
+    let fleet = fleet(
+        &policy,
+        "[[miner]]\nname = \"s19\"\nhashrate = \"100TH/s\"\ncount = 10\n",
+    );
+    for seed in 1..=3 {
+        let report = simulate(
+            &policy,
+            &fleet,
+            SimOptions {
+                seed,
+                ..SimOptions::default()
+            },
+        );
+        assert_eq!(report.cap_violations, 0, "{report:?}");
+        for pool in &report.pools {
+            assert!(pool.max_window_share <= 0.345, "{report:?}");
+        }
+    }
+}
+
+#[test]
+fn windows_while_infeasible_are_not_violations_and_are_counted_as_such() {
+    let policy = policy(&[0.5, 0.5, 0.5], "");
+    let text = "[[miner]]\nname = \"a\"\nhashrate = \"100TH/s\"\ncount = 6\n\
+                [[event]]\nat = \"20m\"\npool_down = \"p0\"\n\
+                [[event]]\nat = \"21m\"\npool_down = \"p1\"\n\
+                [[event]]\nat = \"31m\"\npool_up = \"p1\"\n";
+    let options = SimOptions {
+        duration: Duration::from_secs(3600),
+        seed: 4,
+    };
+    let report = simulate(&policy, &fleet(&policy, text), options);
+    // From 21m to 31m only p2 is up: caps 0.5 cannot take everything.
+    assert_eq!(report.infeasible_seconds, 600.0);
+    assert!(report.pools[2].max_window_share > 0.6, "{report:?}");
+    assert_eq!(report.cap_violations, 0, "{report:?}");
+}
+
+#[test]
+fn a_miner_group_that_joins_later_starts_absent() {
+    let policy = policy(&[1.0], "");
+    let text = "[[miner]]\nname = \"a\"\nhashrate = \"10TH/s\"\n\
+                [[miner]]\nname = \"b\"\nhashrate = \"10TH/s\"\n\
+                [[event]]\nat = \"30m\"\nminer_join = \"b\"\n";
+    let fleet = fleet(&policy, text);
+    let options = SimOptions {
+        duration: Duration::from_secs(3600),
+        seed: 1,
+    };
+    let report = simulate(&policy, &fleet, options);
+    assert_eq!(report.miners, 2);
+    // Only the first machine mines during the first half: one pool, all work.
+    assert_eq!(report.pools[0].share, 1.0);
+}
+
+#[test]
+fn fleet_files_report_every_problem_with_its_line() {
+    let policy = policy(&[1.0], "");
+    let text = "share_rate = 0\n[[miner]]\nname = \"a\"\nhashrate = \"fast\"\ncount = 0\n\
+                [[event]]\nat = \"5m\"\npool_down = \"nowhere\"\n\
+                [[event]]\nat = \"5m\"\n";
+    let error = Fleet::from_toml_str(text, &policy).unwrap_err();
+    let found: Vec<(&str, Option<usize>)> = error
+        .errors
+        .iter()
+        .map(|p| (p.path.as_str(), p.location.map(|l| l.0)))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("share_rate", Some(1)),
+            ("miner[0].hashrate", Some(4)),
+            ("miner[0].count", Some(5)),
+            ("event[0].pool_down", Some(8)),
+            ("event[1]", Some(10)),
+        ]
+    );
+}
+
+#[test]
+fn duplicate_miner_names_are_an_error_at_the_second_name() {
+    let policy = policy(&[1.0], "");
+    let text = "[[miner]]\nname = \"a\"\nhashrate = \"1TH/s\"\n\
+                [[miner]]\nname = \"a\"\nhashrate = \"2TH/s\"\n";
+    let error = Fleet::from_toml_str(text, &policy).unwrap_err();
+    assert_eq!(error.errors[0].path, "miner[1].name");
+    assert_eq!(error.errors[0].location, Some((5, 8)));
+}

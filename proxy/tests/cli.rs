@@ -1,0 +1,165 @@
+//! The `hashsplit` binary as an operator runs it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy/examples")
+}
+
+fn hashsplit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hashsplit"))
+        .args(args)
+        .output()
+        .expect("the hashsplit binary runs")
+}
+
+#[test]
+fn simulate_json_prints_one_object_of_the_documented_shape() {
+    let config = examples().join("farm.toml");
+    let fleet = examples().join("farm.fleet.toml");
+    let output = hashsplit(&[
+        "simulate",
+        "--config",
+        config.to_str().unwrap(),
+        "--fleet",
+        fleet.to_str().unwrap(),
+        "--duration",
+        "40m",
+        "--seed",
+        "7",
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    let object = json.as_object().expect("an object");
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "cap_violations",
+            "infeasible_seconds",
+            "miners",
+            "pools",
+            "switches"
+        ]
+    );
+    assert_eq!(json["miners"], 33);
+    assert_eq!(json["cap_violations"], 0);
+    assert!(json["switches"].is_u64());
+    assert!(json["infeasible_seconds"].is_f64());
+    let pools = json["pools"].as_array().expect("pools array");
+    let names: Vec<&str> = pools.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ocean", "braiins", "pool-c", "pool-d"]);
+    for pool in pools {
+        let mut keys: Vec<&str> = pool
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "cap",
+                "max_window_share",
+                "name",
+                "share",
+                "switches",
+                "target"
+            ]
+        );
+        assert!(pool["share"].as_f64().unwrap() <= 1.0);
+    }
+    assert_eq!(pools[0]["cap"], 0.4);
+}
+
+#[test]
+fn simulate_prints_a_table_by_default() {
+    let config = examples().join("solo.toml");
+    let fleet = examples().join("solo.fleet.toml");
+    let output = hashsplit(&[
+        "simulate",
+        "--config",
+        config.to_str().unwrap(),
+        "--fleet",
+        fleet.to_str().unwrap(),
+        "--duration",
+        "30m",
+    ]);
+    assert!(output.status.success());
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.starts_with("pool "), "{table}");
+    assert!(table.contains("max window"), "{table}");
+    assert!(table.contains("1 miners"), "{table}");
+}
+
+#[test]
+fn check_prints_every_problem_with_line_and_column_and_fails() {
+    let dir = std::env::temp_dir().join(format!("hashsplit-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"nope\"\n\n[policy]\nmax_share = 2\n\n[[pool]]\nname = \"a\"\n\
+         url = \"stratum+tcp://a.example:3333\"\nuser = \"u\"\n",
+    )
+    .unwrap();
+    let output = hashsplit(&["check", "--config", path.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.toml:2:10: server.listen:"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:5:13: policy.max_share:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 error(s)"), "{stderr}");
+}
+
+#[test]
+fn check_summarises_a_valid_config() {
+    let config = examples().join("network.toml");
+    let output = hashsplit(&["check", "--config", config.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(summary.starts_with("config ok: 3 pools"), "{summary}");
+    assert!(summary.contains("avoided: network share"), "{summary}");
+}
+
+#[test]
+fn simulate_reports_fleet_problems_with_their_lines_and_fails() {
+    let dir = std::env::temp_dir().join(format!("hashsplit-fleet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("fleet.toml");
+    std::fs::write(
+        &path,
+        "[[miner]]\nname = \"a\"\nhashrate = \"1TH/s\"\n[[event]]\nat = \"5m\"\npool_down = \"nowhere\"\n",
+    )
+    .unwrap();
+    let config = examples().join("solo.toml");
+    let output = hashsplit(&[
+        "simulate",
+        "--config",
+        config.to_str().unwrap(),
+        "--fleet",
+        path.to_str().unwrap(),
+    ]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("fleet.toml:6:13: event[0].pool_down: no pool named"),
+        "{stderr}"
+    );
+}
