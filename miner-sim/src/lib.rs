@@ -26,7 +26,7 @@ pub mod scan;
 mod testjob;
 
 pub use eventually::eventually;
-pub use load::{LoadConfig, LoadReport, run_load};
+pub use load::{LoadConfig, LoadReport, run_load, run_load_until};
 pub use miner::{MinerStats, Profile, SimMiner, SimMinerConfig};
 pub use pool::{
     BadDifficulty, Fault, NBITS_MAINNET, NBITS_REGTEST, PoolJob, PoolStats, SimPool, SimPoolConfig,
