@@ -18,6 +18,8 @@ use hashsplit_stratum::{
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
+use crate::eventually::within;
+
 /// How long a read waits before the client reports the server silent.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -134,11 +136,12 @@ impl StratumClient {
     }
 
     /// Reads the next line (kept calls are not returned here). Fails if the
-    /// connection closes or nothing comes for [`READ_TIMEOUT`].
+    /// connection closes or nothing comes for [`READ_TIMEOUT`] (on both the
+    /// tokio and the wall clock, so a paused clock does not cut it short).
     pub async fn read(&mut self) -> io::Result<Heard> {
-        let line = tokio::time::timeout(READ_TIMEOUT, self.lines.next())
+        let line = within(READ_TIMEOUT, self.lines.next())
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "server silent"))?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "server silent"))?
             .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?
             .map_err(io::Error::other)?;
         Ok(match Incoming::<ServerMethod>::from_line(&line) {
@@ -150,16 +153,14 @@ impl StratumClient {
 
     /// Returns true once the server has closed the connection (reading and
     /// dropping whatever it sent first), false if it is still open after
-    /// `within`.
-    pub async fn closed_within(&mut self, within: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.next()).await {
-                Err(_) => return false,
-                Ok(None | Some(Err(_))) => return true,
-                Ok(Some(Ok(_))) => {}
-            }
-        }
+    /// `timeout`.
+    pub async fn closed_within(&mut self, timeout: Duration) -> bool {
+        let lines = &mut self.lines;
+        let closed = async move {
+            // Reads and drops lines until the end of the stream.
+            while let Some(Ok(_)) = lines.next().await {}
+        };
+        within(timeout, closed).await.is_some()
     }
 
     /// Subscribes and authorizes `user`, then waits for the difficulty and

@@ -9,7 +9,8 @@
 //! - [`load`]: the load generator behind `miner-sim load`.
 //! - [`client`]: a line-level client for transcript-style tests.
 //! - [`scan`]: share search, for the miner and for tests that craft shares.
-//! - [`eventually`]: a bounded wait for a condition, for tests.
+//! - [`eventually`] and [`within`]: bounded waits for tests, safe under a
+//!   paused tokio clock.
 //!
 //! Everything connects only to loopback addresses: these simulators are a
 //! test bed, and fake work has no business reaching a real pool.
@@ -25,8 +26,8 @@ pub mod scan;
 #[cfg(test)]
 mod testjob;
 
-pub use eventually::eventually;
-pub use load::{LoadConfig, LoadReport, run_load};
+pub use eventually::{eventually, within};
+pub use load::{LoadConfig, LoadReport, run_load, run_load_until};
 pub use miner::{MinerStats, Profile, SimMiner, SimMinerConfig};
 pub use pool::{
     BadDifficulty, Fault, NBITS_MAINNET, NBITS_REGTEST, PoolJob, PoolStats, SimPool, SimPoolConfig,

@@ -24,6 +24,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
 
 use crate::client::submit_params;
 use crate::scan::find_share;
@@ -143,23 +144,45 @@ impl Tally {
 
 /// Runs the load and returns what it measured.
 pub async fn run_load(config: LoadConfig) -> io::Result<LoadReport> {
+    run_load_until(config, std::future::pending()).await
+}
+
+/// Runs the load until its duration is over or `stop` resolves (then the
+/// connections stop submitting and drain their answers).
+pub async fn run_load_until(
+    config: LoadConfig,
+    stop: impl Future<Output = ()>,
+) -> io::Result<LoadReport> {
     config.validate()?;
     let config = Arc::new(config);
     let start = Instant::now();
     let end = start + config.duration;
+    let stopping = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..config.miners {
-        tasks.spawn(connection(config.clone(), index, end));
+        tasks.spawn(connection(config.clone(), index, end, stopping.clone()));
     }
     let mut report = LoadReport::default();
     let mut latencies = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
+    let mut submitting_ended = None;
+    tokio::pin!(stop);
+    loop {
+        let joined = tokio::select! {
+            () = &mut stop, if !stopping.is_cancelled() => {
+                stopping.cancel();
+                submitting_ended = Some(Instant::now());
+                continue;
+            }
+            joined = tasks.join_next() => joined,
+        };
+        let Some(joined) = joined else { break };
         let tally = joined.map_err(io::Error::other)?;
         merge(&mut report, tally.report);
         latencies.extend(tally.latencies_us);
     }
-    report.duration_secs = config.duration.as_secs_f64();
-    report.answered_per_sec = report.answered as f64 / report.duration_secs;
+    let window = submitting_ended.map_or(config.duration, |at| at - start);
+    report.duration_secs = window.as_secs_f64();
+    report.answered_per_sec = report.answered as f64 / report.duration_secs.max(1e-3);
     latencies.sort_unstable();
     let at = |q: f64| {
         let last = latencies.len().checked_sub(1)?;
@@ -212,7 +235,12 @@ struct Conn {
 }
 
 /// Runs one connection until `end`, then drains its answers.
-async fn connection(config: Arc<LoadConfig>, index: usize, end: Instant) -> Tally {
+async fn connection(
+    config: Arc<LoadConfig>,
+    index: usize,
+    end: Instant,
+    stopping: CancellationToken,
+) -> Tally {
     let mut tally = Tally::default();
     let user = format!("{}.{index}", config.user);
     let ready = tokio::time::timeout(READY_TIMEOUT, get_ready(config.connect, &user)).await;
@@ -244,14 +272,18 @@ async fn connection(config: Arc<LoadConfig>, index: usize, end: Instant) -> Tall
     let per_tick = config.rate / config.miners as f64 * TICK.as_secs_f64();
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let drain_end = end + config.drain;
+    let mut drain_end = end + config.drain;
     loop {
-        let submitting = Instant::now() < end;
+        let submitting = Instant::now() < end && !stopping.is_cancelled();
         if !submitting && conn.in_flight.is_empty() {
             break;
         }
         let step = tokio::select! {
             () = tokio::time::sleep_until(drain_end) => break,
+            () = stopping.cancelled(), if submitting => {
+                drain_end = drain_end.min(Instant::now() + config.drain);
+                Ok(())
+            }
             _ = ticks.tick(), if submitting => conn.submit_due(per_tick, config.max_in_flight).await,
             line = conn.lines.next() => match line {
                 Some(Ok(line)) => {

@@ -111,3 +111,15 @@ async fn load_is_refused_off_loopback_and_beyond_its_bounds() {
         assert!(run_load(config).await.is_err());
     }
 }
+
+#[tokio::test]
+async fn a_stopped_run_ends_early_and_drains_its_answers() {
+    let pool = easy_pool().await;
+    let config = LoadConfig::new(pool.addr(), 2, 200.0, Duration::from_secs(3600));
+    let stop = tokio::time::sleep(Duration::from_millis(300));
+    let report = miner_sim::run_load_until(config, stop).await.unwrap();
+    assert!(report.duration_secs < 3600.0);
+    assert!(report.submitted > 0);
+    assert_eq!(report.answered, report.submitted);
+    pool.shutdown().await;
+}

@@ -112,9 +112,11 @@ async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
             "simulated miners connect to loopback addresses only",
         ));
     }
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    // Bounded on both clocks: a paused test clock must not fail a connect
+    // that loopback completes in real microseconds.
+    let stream = crate::within(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
-        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))??;
     stream.set_nodelay(true)?;
     Ok(stream)
 }

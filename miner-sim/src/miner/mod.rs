@@ -173,6 +173,29 @@ pub struct MinerStats {
     pub last_error: Option<String>,
 }
 
+impl fmt::Display for MinerStats {
+    /// One line for people.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} submitted, {} accepted, {} rejected, {} reconnects, {} jobs, {} hashes",
+            self.submitted,
+            self.accepted,
+            self.rejected,
+            self.reconnects,
+            self.jobs_received,
+            self.hashes
+        )?;
+        if !self.rejects_by_reason.is_empty() {
+            write!(f, ", rejects {:?}", self.rejects_by_reason)?;
+        }
+        if let Some(error) = &self.last_error {
+            write!(f, ", last error: {error}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Counters shared by the miner's tasks.
 #[derive(Debug, Default)]
 pub(crate) struct MinerShared {

@@ -3,6 +3,7 @@
 //! snapshot; the pool's sessions write into one [`StatsBook`].
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Mutex;
 
 use hashsplit_stratum::share::hash_to_hex;
@@ -79,6 +80,49 @@ impl PoolStats {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("stats serialise")
     }
+}
+
+impl fmt::Display for PoolStats {
+    /// A summary for people: totals, then one line per worker.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "connections: {} accepted, {} open, {} refused; jobs: {}; blocks: {}",
+            self.connections_accepted,
+            self.connections_open,
+            self.connections_refused,
+            self.jobs,
+            self.blocks_found
+        )?;
+        writeln!(
+            f,
+            "shares: {} accepted (difficulty {:.6}), {} rejected{}",
+            self.totals.accepted,
+            self.totals.accepted_difficulty,
+            self.totals.rejected,
+            reasons(&self.totals)
+        )?;
+        for (name, w) in &self.workers {
+            writeln!(
+                f,
+                "  {name}: {} accepted (difficulty {:.6}), {} rejected{}",
+                w.accepted,
+                w.accepted_difficulty,
+                w.rejected,
+                reasons(w)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Returns ` (stale 2, duplicate 1)`, or nothing when there is no reject.
+fn reasons(w: &WorkerStats) -> String {
+    if w.rejects.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = w.rejects.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    format!(" ({})", list.join(", "))
 }
 
 /// The live counters behind [`PoolStats`].
@@ -169,5 +213,7 @@ mod tests {
         assert_eq!(stats.worker("nobody"), WorkerStats::default());
         let json: serde_json::Value = serde_json::from_str(&stats.to_json()).unwrap();
         assert_eq!(json["workers"]["b"]["rejects"]["stale"], 1);
+        let text = stats.to_string();
+        assert!(text.contains("b: 1 accepted (difficulty 2.000000), 1 rejected (stale 1)"));
     }
 }
