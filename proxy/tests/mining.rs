@@ -37,3 +37,112 @@ async fn every_profile_gets_shares_accepted_at_the_pool() {
     assert_eq!(at_pool.rejected, 0, "{pool:?}");
     bed.stop().await;
 }
+
+/// Returns submitted − settled − in flight, over every pool: zero when
+/// every share is accounted for.
+fn unaccounted(bed: &Bed) -> f64 {
+    let m = bed.proxy.metrics();
+    m.sum("hashsplit_shares_submitted_total", &[])
+        - m.sum("hashsplit_shares_total", &[])
+        - m.sum("hashsplit_shares_in_flight", &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_block_candidate_reaches_the_pool() {
+    // A regtest-easy network target: about every other share is a block.
+    let pool = SimPoolConfig {
+        nbits: miner_sim::NBITS_REGTEST,
+        ..SimPoolConfig::default()
+    };
+    let bed = Bed::start(vec![(pool, "")], &fast_policy(1.0)).await;
+    bed.pools_up().await;
+    let mut config = SimMinerConfig::new(bed.addr(), Profile::Asic, "lucky");
+    config.hashrate = Some(2e6);
+    let miner = SimMiner::start(config);
+    let found = eventually(Duration::from_secs(20), || {
+        bed.pools[0].stats().blocks_found >= 3
+    })
+    .await;
+    miner.stop().await;
+    assert!(found, "blocks reached the pool: {:?}", bed.pools[0].stats());
+
+    let metrics = bed.proxy.metrics();
+    assert!(
+        eventually(Duration::from_secs(6), || metrics
+            .sum("hashsplit_shares_in_flight", &[])
+            == 0.0)
+        .await
+    );
+    // Every candidate the proxy saw was delivered: none dropped.
+    let candidates = metrics.sum("hashsplit_block_candidates_total", &[]);
+    assert_eq!(candidates, bed.pools[0].stats().blocks_found as f64);
+    assert_eq!(unaccounted(&bed), 0.0);
+    bed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_killed_mid_run_loses_its_miners_to_the_others_and_no_share_is_lost() {
+    let policy = "[policy]\nmax_share = 0.5\nwindow = \"20s\"\nmin_dwell = \"2s\"\nrebalance_every = \"1s\"\n";
+    // A low difficulty: ~4 shares a second in all, so "kept mining" is
+    // measured on dozens of shares, not a handful.
+    let pool = SimPoolConfig {
+        difficulty: hashsplit_stratum::Difficulty::try_new(1e-4).unwrap(),
+        ..SimPoolConfig::default()
+    };
+    let pools = (0..3).map(|_| (pool.clone(), "")).collect();
+    let mut bed = Bed::start_with(pools, policy, "[downstream]\nmin_difficulty = 0.00001\n").await;
+    bed.pools_up().await;
+    let miners: Vec<_> = (0..4)
+        .map(|i| {
+            let mut config = SimMinerConfig::new(bed.addr(), Profile::Asic, &format!("m{i}"));
+            config.hashrate = Some(5e5);
+            SimMiner::start(config)
+        })
+        .collect();
+    let all_used = eventually(Duration::from_secs(30), || {
+        bed.pools
+            .iter()
+            .all(|p| p.stats().worker(POOL_USER).accepted > 0)
+    })
+    .await;
+    assert!(all_used, "every pool got work before the failure");
+
+    let killed = bed.pools.remove(2);
+    killed.shutdown().await;
+    let metrics = bed.proxy.metrics();
+    assert!(
+        eventually(Duration::from_secs(5), || metrics
+            .sum("hashsplit_pool_up", &[("pool", "pool2")])
+            == 0.0)
+        .await,
+        "the proxy noticed"
+    );
+    let before: u64 = bed
+        .pools
+        .iter()
+        .map(|p| p.stats().worker(POOL_USER).accepted)
+        .sum();
+    let carried_on = eventually(Duration::from_secs(20), || {
+        bed.pools
+            .iter()
+            .map(|p| p.stats().worker(POOL_USER).accepted)
+            .sum::<u64>()
+            >= before + 10
+    })
+    .await;
+    let mut reconnects = 0;
+    for miner in miners {
+        reconnects += miner.stop().await.reconnects;
+    }
+    assert!(carried_on, "the miners kept mining on the other pools");
+    assert_eq!(reconnects, 0, "no miner had to reconnect");
+    // In flight drains to zero and submitted = accepted + rejected.
+    assert!(
+        eventually(Duration::from_secs(6), || metrics
+            .sum("hashsplit_shares_in_flight", &[])
+            == 0.0)
+        .await
+    );
+    assert_eq!(unaccounted(&bed), 0.0);
+    bed.stop().await;
+}
