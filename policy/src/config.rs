@@ -406,9 +406,19 @@ fn positive_duration(
     }
 }
 
+/// Names reserved for labels that mean "no pool" in the proxy's metrics.
+const RESERVED_NAMES: [&str; 1] = ["none"];
+
 fn check_unique_names(diag: &mut Diagnostics<'_>, pools: &[PoolConfig], spans: &[Range<usize>]) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (index, pool) in pools.iter().enumerate() {
+        if pool.name.is_empty() || RESERVED_NAMES.contains(&pool.name.as_str()) {
+            diag.error(
+                format!("pool[{index}].name"),
+                spans.get(index).cloned(),
+                format!("pool name {:?} is empty or reserved", pool.name),
+            );
+        }
         if let Some(first) = seen.insert(&pool.name, index) {
             seen.insert(&pool.name, first);
             diag.error(

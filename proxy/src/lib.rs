@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod demo;
 pub mod exporter;
 pub mod extranonce;
 pub mod jobs;

@@ -21,6 +21,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs a simulated farm on 127.0.0.1: three pools, a dozen miners and
+    /// the proxy between them, printing each pool's share every few seconds.
+    Demo {
+        /// Stops after this long (e.g. 90s, 5m); runs until Ctrl-C otherwise.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// How often to print the table.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        every: Duration,
+    },
     /// Runs the proxy: listens for miners and connects to every pool.
     Run {
         /// The hashsplit TOML file.
@@ -55,11 +65,17 @@ enum Command {
 
 fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
+        Command::Demo { duration, every } => {
+            init_tracing("warn");
+            tokio::runtime::Runtime::new()
+                .context("starting the async runtime")?
+                .block_on(hashsplit::demo::run(duration, every, shutdown_signal()))?;
+        }
         Command::Run { config } => {
             let Some(config) = load(&config)? else {
                 return Ok(ExitCode::FAILURE);
             };
-            init_tracing();
+            init_tracing("info");
             tokio::runtime::Runtime::new()
                 .context("starting the async runtime")?
                 .block_on(serve(config))?;
@@ -103,10 +119,10 @@ fn main() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-fn init_tracing() {
+/// Logs to stderr, filtered by `RUST_LOG` (default `level`).
+fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

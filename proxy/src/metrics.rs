@@ -115,7 +115,8 @@ pub struct Metrics {
     pub shares: IntCounterVec,
     /// Forwarded shares awaiting the pool's answer.
     pub shares_in_flight: IntGaugeVec,
-    /// Difficulty credited to miners by pool (hashrate = rate × 2^32).
+    /// Difficulty credited to miners by pool and result (hashrate =
+    /// rate × 2^32), counted when the share is settled.
     pub credited_difficulty: prometheus::CounterVec,
     /// Block candidates by pool.
     pub block_candidates: IntCounterVec,
@@ -200,9 +201,9 @@ impl Metrics {
                 prometheus::CounterVec::new(
                     Opts::new(
                         "hashsplit_credited_difficulty_total",
-                        "Share difficulty credited to miners, by pool (hashrate = rate x 2^32)",
+                        "Share difficulty credited to miners, by pool and result (hashrate = rate x 2^32)",
                     ),
-                    &["pool"],
+                    &["pool", "result"],
                 ),
             ),
             block_candidates: counter_vec(
@@ -345,7 +346,6 @@ impl Metrics {
         pools.push(NO_POOL);
         for pool in &pools {
             m.shares_submitted.with_label_values(&[pool]);
-            m.shares_in_flight.with_label_values(&[pool]);
             for reason in Reject::LABELS {
                 m.shares.with_label_values(&[pool, "rejected", reason]);
             }
@@ -359,7 +359,9 @@ impl Metrics {
             for reason in Outcome::POOL_REASONS {
                 m.shares.with_label_values(&[pool, "rejected", reason]);
             }
-            m.credited_difficulty.with_label_values(&[pool]);
+            m.shares_in_flight.with_label_values(&[pool]);
+            m.credited_difficulty.with_label_values(&[pool, "accepted"]);
+            m.credited_difficulty.with_label_values(&[pool, "rejected"]);
             m.block_candidates.with_label_values(&[pool]);
             m.pool_up.with_label_values(&[pool]);
             m.pool_difficulty.with_label_values(&[pool]);
@@ -395,11 +397,17 @@ impl Metrics {
         self.upstream_last_job.with_label_values(&[pool]).set(now);
     }
 
-    /// Counts a settled share.
-    pub fn settle(&self, pool: &str, outcome: Outcome) {
+    /// Counts a settled share, and the difficulty credited to its miner
+    /// (zero if it met no difficulty of the miner's).
+    pub fn settle(&self, pool: &str, outcome: Outcome, credited: f64) {
         self.shares
             .with_label_values(&[pool, outcome.result(), outcome.reason()])
             .inc();
+        if credited > 0.0 {
+            self.credited_difficulty
+                .with_label_values(&[pool, outcome.result()])
+                .inc_by(credited);
+        }
     }
 
     /// Records the answer time of a forwarded share.
@@ -531,10 +539,10 @@ mod tests {
     #[test]
     fn settle_and_sum_agree() {
         let m = Metrics::new(&["a".into()]);
-        m.settle("a", Outcome::AcceptedLocal);
-        m.settle("a", Outcome::AcceptedByPool);
-        m.settle("a", Outcome::Rejected(Reject::Duplicate));
-        m.settle("a", Outcome::RejectedByPool(PoolReject::from_code(21)));
+        m.settle("a", Outcome::AcceptedLocal, 0.0);
+        m.settle("a", Outcome::AcceptedByPool, 0.0);
+        m.settle("a", Outcome::Rejected(Reject::Duplicate), 0.0);
+        m.settle("a", Outcome::RejectedByPool(PoolReject::from_code(21)), 0.0);
         assert_eq!(m.sum("hashsplit_shares_total", &[("pool", "a")]), 4.0);
         assert_eq!(
             m.sum("hashsplit_shares_total", &[("result", "accepted")]),

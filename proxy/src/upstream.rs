@@ -43,6 +43,9 @@ pub struct Forward {
     pub nonce: u32,
     /// Rolled version bits, if any.
     pub version_bits: Option<u32>,
+    /// The difficulty credited to the miner for it (0 if none), counted by
+    /// result when the share is settled.
+    pub credited: f64,
     /// Where the outcome goes (the miner's session, if still connected).
     pub reply: oneshot::Sender<Outcome>,
 }
@@ -205,12 +208,12 @@ impl Upstream {
 
     /// Answers a share that never reached the pool.
     fn settle_unsent(&self, share: Forward) {
-        self.settle(share.reply, Outcome::PoolUnavailable);
+        self.settle(share.reply, Outcome::PoolUnavailable, share.credited);
     }
 
     /// Counts a forwarded share's outcome and tells its session.
-    fn settle(&self, reply: oneshot::Sender<Outcome>, outcome: Outcome) {
-        self.metrics.settle(&self.name, outcome);
+    fn settle(&self, reply: oneshot::Sender<Outcome>, outcome: Outcome, credited: f64) {
+        self.metrics.settle(&self.name, outcome, credited);
         self.metrics
             .shares_in_flight
             .with_label_values(&[&self.name])

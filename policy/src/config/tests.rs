@@ -107,6 +107,23 @@ weight = -1
 }
 
 #[test]
+fn the_name_none_is_reserved_for_metrics() {
+    let text = r#"[policy]
+[[pool]]
+name = "none"
+url = "stratum+tcp://a.example:3333"
+user = "me"
+"#;
+    let error = Policy::from_toml_str(text).unwrap_err();
+    assert_eq!(error.errors[0].path, "pool[0].name");
+    assert!(
+        error.errors[0].message.contains("reserved"),
+        "{}",
+        error.errors[0]
+    );
+}
+
+#[test]
 fn missing_sections_are_errors() {
     let error = Policy::from_toml_str("").unwrap_err();
     let paths: Vec<&str> = error.errors.iter().map(|p| p.path.as_str()).collect();

@@ -55,7 +55,9 @@ impl Session {
         match result {
             Err((pool, reject)) => {
                 self.count_submitted(&pool);
-                self.shared.metrics.settle(&pool, Outcome::Rejected(reject));
+                self.shared
+                    .metrics
+                    .settle(&pool, Outcome::Rejected(reject), 0.0);
                 self.reply_error(id, StratumError::new(reject.code(), reject.to_string()))
                     .await
             }
@@ -78,7 +80,7 @@ impl Session {
         self.count_submitted(NO_POOL);
         self.shared
             .metrics
-            .settle(NO_POOL, Outcome::Rejected(Reject::Malformed));
+            .settle(NO_POOL, Outcome::Rejected(Reject::Malformed), 0.0);
         warn!(miner = %self.miner, %error, "malformed submit");
         Ok(())
     }
@@ -150,11 +152,12 @@ impl Session {
         } = share;
         let metrics = &self.shared.metrics;
         self.count_submitted(&pool_name);
+        let credited = if verdict.meets_miner {
+            found.difficulty.as_f64()
+        } else {
+            0.0
+        };
         if verdict.meets_miner {
-            metrics
-                .credited_difficulty
-                .with_label_values(&[&pool_name])
-                .inc_by(found.difficulty.as_f64());
             self.shared.policy.work(Observation::Work {
                 miner: self.miner,
                 pool: found.job.pool,
@@ -175,7 +178,7 @@ impl Session {
             );
         }
         if !(verdict.meets_pool || verdict.meets_network) {
-            metrics.settle(&pool_name, Outcome::AcceptedLocal);
+            metrics.settle(&pool_name, Outcome::AcceptedLocal, credited);
             return self.reply(id, true.into()).await;
         }
 
@@ -192,6 +195,7 @@ impl Session {
             version_bits: submission
                 .version_bits
                 .map(|bits| bits & self.version_mask.unwrap_or(0)),
+            credited,
             reply,
         };
         let upstream = &self.shared.upstreams[found.job.pool.index()];
@@ -202,7 +206,7 @@ impl Session {
             }
             Err(_unsent) => {
                 in_flight.dec();
-                metrics.settle(&pool_name, Outcome::PoolUnavailable);
+                metrics.settle(&pool_name, Outcome::PoolUnavailable, credited);
                 self.reply_error(id, outcome_error(Outcome::PoolUnavailable))
                     .await
             }

@@ -46,6 +46,7 @@ enum Pending {
     Submit {
         reply: oneshot::Sender<Outcome>,
         sent: Instant,
+        credited: f64,
     },
 }
 
@@ -191,8 +192,11 @@ impl Link {
 
     fn drain(&mut self, up: &Upstream) {
         for (_, pending) in self.pending.drain() {
-            if let Pending::Submit { reply, .. } = pending {
-                up.settle(reply, Outcome::PoolUnavailable);
+            if let Pending::Submit {
+                reply, credited, ..
+            } = pending
+            {
+                up.settle(reply, Outcome::PoolUnavailable, credited);
             }
         }
     }
@@ -218,6 +222,7 @@ impl Link {
         let id = self.request(Pending::Submit {
             reply: share.reply,
             sent: Instant::now(),
+            credited: share.credited,
         });
         framed
             .send(ClientMethod::Submit(submit).to_line(Id::from(id)))
@@ -260,7 +265,11 @@ impl Link {
             return Ok(None);
         };
         match pending {
-            Pending::Submit { reply, sent } => {
+            Pending::Submit {
+                reply,
+                sent,
+                credited,
+            } => {
                 up.metrics.observe_submit(&up.name, sent.elapsed());
                 let outcome = match SubmitResult::from_response(&response) {
                     Ok(SubmitResult::Accepted) => Outcome::AcceptedByPool,
@@ -270,7 +279,7 @@ impl Link {
                     }
                     Err(_) => Outcome::RejectedByPool(PoolReject::Other),
                 };
-                up.settle(reply, outcome);
+                up.settle(reply, outcome, credited);
             }
             Pending::Subscribe => {
                 if let Some(error) = &response.error {
@@ -434,8 +443,11 @@ impl Link {
             })
             .collect();
         for id in expired {
-            if let Some(Pending::Submit { reply, .. }) = self.pending.remove(&id) {
-                up.settle(reply, Outcome::PoolTimeout);
+            if let Some(Pending::Submit {
+                reply, credited, ..
+            }) = self.pending.remove(&id)
+            {
+                up.settle(reply, Outcome::PoolTimeout, credited);
             }
         }
         if !self.pending.is_empty() && now.duration_since(self.last_line) >= SILENCE_TIMEOUT {

@@ -127,12 +127,14 @@ impl ConfigureResult {
     /// Returns the answer to `request` from a server that grants version
     /// rolling within `allowed_mask` (when `Some`) and supports no other
     /// extension. The granted mask is the intersection of the two masks, as
-    /// BIP-0310 asks; a miner needing more bits than that still gets it.
+    /// BIP-0310 asks; a miner needing more bits than that still gets it. An
+    /// empty intersection is a refusal (`"version-rolling": false`), not a
+    /// grant of nothing.
     pub fn reply_to(request: &Configure, allowed_mask: Option<u32>) -> Self {
         let mut result = ConfigureResult::default();
         for extension in &request.extensions {
             match (extension.as_str(), allowed_mask, request.version_rolling) {
-                (VERSION_ROLLING, Some(allowed), Some(asked)) => {
+                (VERSION_ROLLING, Some(allowed), Some(asked)) if allowed & asked.mask != 0 => {
                     result.version_rolling = Some(allowed & asked.mask);
                 }
                 _ => {
@@ -316,6 +318,10 @@ mod tests {
             ConfigureResult::from_result(&refused.to_value()).unwrap(),
             refused
         );
+        // No bit in common: refused, not "granted" with mask 00000000.
+        let disjoint = ConfigureResult::reply_to(&request, Some(0x0000_1fff));
+        assert_eq!(disjoint.version_rolling, None);
+        assert_eq!(disjoint.to_value()["version-rolling"], json!(false));
         assert_eq!(
             ConfigureResult::from_result(&reply.to_value()).unwrap(),
             reply
