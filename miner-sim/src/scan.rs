@@ -1,84 +1,13 @@
 //! Share search: the nonce loop of a miner, and helpers for tests that need a
 //! share that meets (or misses) a target without mining for it.
 //!
-//! A header's first 64 bytes are fixed once extranonce2 and the version bits
-//! are chosen, so [`HeaderScan`] keeps their SHA-256 midstate and hashes a
-//! nonce in two compressions. The header itself comes from
-//! [`Job::header`], so what the miner hashes is exactly what a pool checks.
+//! The nonce loop hashes with [`HeaderScan`] from the stratum crate: a
+//! header midstate and two compressions a nonce, on exactly the header a
+//! pool checks.
 
 use hashsplit_stratum::{Job, ShareContext, Submission, Verdict};
 
-/// The SHA-256 initial state.
-const IV: [u32; 8] = [
-    0x6a09_e667,
-    0xbb67_ae85,
-    0x3c6e_f372,
-    0xa54f_f53a,
-    0x510e_527f,
-    0x9b05_688c,
-    0x1f83_d9ab,
-    0x5be0_cd19,
-];
-
-/// A block header ready to be hashed with any nonce.
-#[derive(Debug, Clone)]
-pub struct HeaderScan {
-    midstate: [u32; 8],
-    /// The header's last 16 bytes, padded as the second SHA-256 block.
-    second: [u8; 64],
-}
-
-impl HeaderScan {
-    /// Prepares the 80-byte `header`; its nonce bytes are replaced per hash.
-    pub fn new(header: &[u8; 80]) -> Self {
-        let mut first = [0u8; 64];
-        first.copy_from_slice(&header[..64]);
-        let mut midstate = IV;
-        sha2::block_api::compress256(&mut midstate, &[first]);
-        let mut second = [0u8; 64];
-        second[..16].copy_from_slice(&header[64..]);
-        second[16] = 0x80;
-        second[62] = 0x02; // 640 bits
-        second[63] = 0x80;
-        HeaderScan { midstate, second }
-    }
-
-    /// Prepares the header of `job` for a share by the holder of `ctx`
-    /// with this extranonce2, ntime and version bits.
-    pub fn for_job(
-        job: &Job,
-        ctx: &ShareContext<'_>,
-        extranonce2: &[u8],
-        ntime: u32,
-        version_bits: Option<u32>,
-    ) -> Self {
-        HeaderScan::new(&job.header(ctx, &Submission::new(extranonce2, ntime, 0, version_bits)))
-    }
-
-    /// Returns SHA-256d of the header with `nonce`, little-endian as
-    /// compared with targets.
-    #[inline]
-    pub fn hash(&self, nonce: u32) -> [u8; 32] {
-        let mut block = self.second;
-        block[12..16].copy_from_slice(&nonce.to_le_bytes());
-        let mut inner = self.midstate;
-        sha2::block_api::compress256(&mut inner, &[block]);
-
-        let mut outer_block = [0u8; 64];
-        for (chunk, word) in outer_block[..32].chunks_exact_mut(4).zip(inner) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        outer_block[32] = 0x80;
-        outer_block[62] = 0x01; // 256 bits
-        let mut outer = IV;
-        sha2::block_api::compress256(&mut outer, &[outer_block]);
-        let mut hash = [0u8; 32];
-        for (chunk, word) in hash.chunks_exact_mut(4).zip(outer) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        hash
-    }
-}
+pub use hashsplit_stratum::HeaderScan;
 
 /// Searches nonces from `start_nonce` (at most `max_tries`, wrapping) for a
 /// share that meets `ctx.miner_target`, without version rolling.

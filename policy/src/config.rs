@@ -15,7 +15,6 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use crate::diag::{ConfigError, Diagnostics, Problem};
-use crate::parse::parse_duration;
 use crate::units::{PoolId, Ratio};
 
 /// What the engine does when the healthy pools' caps sum to less than 1.
@@ -284,7 +283,8 @@ fn validate_policy(diag: &mut Diagnostics<'_>, raw: RawPolicy) -> PolicyConfig {
     let defaults = PolicyConfig::default();
     let max_share = cap(diag, "policy.max_share", raw.max_share).unwrap_or(defaults.max_share);
     let mut duration = |key: &str, value: Option<Spanned<String>>, default: Duration| {
-        positive_duration(diag, &format!("policy.{key}"), value).unwrap_or(default)
+        diag.positive_duration(&format!("policy.{key}"), value)
+            .unwrap_or(default)
     };
     let window_span = raw.window.as_ref().map(Spanned::span);
     let window = duration("window", raw.window, defaults.window);
@@ -382,25 +382,6 @@ fn cap(diag: &mut Diagnostics<'_>, path: &str, value: Option<Spanned<f64>>) -> O
         Some(ratio) if value > 0.0 => Some(ratio),
         _ => {
             diag.error(path, Some(span), format!("must be in (0, 1], got {value}"));
-            None
-        }
-    }
-}
-
-fn positive_duration(
-    diag: &mut Diagnostics<'_>,
-    path: &str,
-    value: Option<Spanned<String>>,
-) -> Option<Duration> {
-    let value = value?;
-    match parse_duration(value.get_ref()) {
-        Ok(duration) if !duration.is_zero() => Some(duration),
-        Ok(_) => {
-            diag.error(path, Some(value.span()), "duration must be positive");
-            None
-        }
-        Err(error) => {
-            diag.error(path, Some(value.span()), error.to_string());
             None
         }
     }

@@ -59,6 +59,27 @@ pub struct Diagnostics<'s> {
 }
 
 impl<'s> Diagnostics<'s> {
+    /// Reads a duration such as `"30s"` that must be positive; records the
+    /// problem and returns `None` otherwise (and for a missing value).
+    pub fn positive_duration(
+        &mut self,
+        path: &str,
+        value: Option<Spanned<String>>,
+    ) -> Option<std::time::Duration> {
+        let value = value?;
+        match crate::parse::parse_duration(value.get_ref()) {
+            Ok(duration) if !duration.is_zero() => Some(duration),
+            Ok(_) => {
+                self.error(path, Some(value.span()), "duration must be positive");
+                None
+            }
+            Err(error) => {
+                self.error(path, Some(value.span()), error.to_string());
+                None
+            }
+        }
+    }
+
     /// Returns an empty collector for `source`.
     pub fn new(source: &'s str) -> Self {
         Diagnostics {

@@ -12,7 +12,6 @@ use std::time::Duration;
 use hashsplit_policy::Policy;
 use hashsplit_policy::config::read_policy;
 use hashsplit_policy::diag::{ConfigError, Diagnostics, Problem};
-use hashsplit_policy::parse::parse_duration;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -223,9 +222,11 @@ fn read_server(diag: &mut Diagnostics<'_>, raw: RawServer) -> ServerConfig {
             u32::MAX,
         )
         .map_or(d.max_connections_per_ip, |n| n as u32),
-        handshake_timeout: duration(diag, "server.handshake_timeout", raw.handshake_timeout)
+        handshake_timeout: diag
+            .positive_duration("server.handshake_timeout", raw.handshake_timeout)
             .unwrap_or(d.handshake_timeout),
-        idle_timeout: duration(diag, "server.idle_timeout", raw.idle_timeout)
+        idle_timeout: diag
+            .positive_duration("server.idle_timeout", raw.idle_timeout)
             .unwrap_or(d.idle_timeout),
         max_line_length: count(
             diag,
@@ -368,25 +369,6 @@ fn positive(diag: &mut Diagnostics<'_>, path: &str, value: Option<Spanned<f64>>)
             format!("must be finite and > 0, got {x}"),
         );
         None
-    }
-}
-
-fn duration(
-    diag: &mut Diagnostics<'_>,
-    path: &str,
-    value: Option<Spanned<String>>,
-) -> Option<Duration> {
-    let value = value?;
-    match parse_duration(value.get_ref()) {
-        Ok(d) if !d.is_zero() => Some(d),
-        Ok(_) => {
-            diag.error(path, Some(value.span()), "duration must be positive");
-            None
-        }
-        Err(e) => {
-            diag.error(path, Some(value.span()), e.to_string());
-            None
-        }
     }
 }
 

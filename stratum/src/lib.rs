@@ -14,12 +14,14 @@
 //! - [`share`]: a prepared [`Job`], a decoded [`Submission`], and validation
 //!   into a [`SubmitResult`] or a [`Reject`] ([`reject`]), on a SHA-256d path
 //!   that drives raw compressions.
+//! - [`header_scan`]: a header's midstate hashed for many nonces (miners).
 //! - `bin/share-bench`: how close that path runs to the SHA-256 floor.
 
 #![forbid(unsafe_code)]
 
 pub mod codec;
 pub mod error;
+pub mod header_scan;
 pub mod message;
 pub mod method;
 pub mod reject;
@@ -29,6 +31,7 @@ pub mod units;
 
 pub use codec::{CodecError, LineCodec};
 pub use error::{ParseError, ParseErrorKind};
+pub use header_scan::HeaderScan;
 pub use message::{Id, Message, Notification, Request, Response, StratumError};
 pub use method::{
     ClientMethod, Configure, ConfigureResult, Incoming, Method, Notify, ServerMethod, Submit,
