@@ -8,10 +8,17 @@
 //! The miner's coinbase `coinb1' ‖ en1 ‖ en2 ‖ coinb2` is then exactly the
 //! pool's coinbase for `en2_u = pad ‖ en1 ‖ en2`, so moving a miner to
 //! another pool is only a new notify.
+//!
+//! A pool whose `S_u` is smaller than `P + D` cannot take that layout. The
+//! proxy then narrows the extranonce2 it gives new miners to fit ([`Layouts`])
+//! and translates every pool's jobs for both layouts; miners already
+//! connected with the wide layout are asked once to reconnect.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::watch;
 
 use hashsplit_policy::PoolId;
 use hashsplit_stratum::{Difficulty, Job, JobError, Notify, Reject, ShareKey, Target};
@@ -40,6 +47,67 @@ impl Layout {
     pub fn padding_for(&self, pool: &PoolExtranonce) -> Option<usize> {
         pool.extranonce2_size
             .checked_sub(self.extranonce1_size + self.extranonce2_size)
+    }
+}
+
+/// The layouts miners are given: the configured one, and a narrower one
+/// (a smaller miner extranonce2) once some pool's extranonce2 cannot hold
+/// the configured one. A miner with the narrowest layout fits every pool.
+#[derive(Debug)]
+pub struct Layouts {
+    wide: Layout,
+    narrow: watch::Sender<Option<Layout>>,
+}
+
+impl Layouts {
+    /// Starts with only the configured layout.
+    pub fn new(wide: Layout) -> Self {
+        Layouts {
+            wide,
+            narrow: watch::channel(None).0,
+        }
+    }
+
+    /// Returns the layout a miner connecting now is given.
+    pub fn for_new_miner(&self) -> Layout {
+        self.narrow.borrow().unwrap_or(self.wide)
+    }
+
+    /// Returns every layout jobs are translated for.
+    pub fn all(&self) -> Vec<Layout> {
+        let mut all = vec![self.wide];
+        all.extend(*self.narrow.borrow());
+        all
+    }
+
+    /// Narrows the layout of new miners so it fits a pool extranonce2 of
+    /// `pool_extranonce2` bytes. Returns the new layout if it changed, or
+    /// `Err` if not even one byte of miner extranonce2 fits.
+    pub fn narrow_to_fit(&self, pool_extranonce2: usize) -> Result<Option<Layout>, TranslateError> {
+        let current = self.for_new_miner();
+        if current.extranonce1_size + current.extranonce2_size <= pool_extranonce2 {
+            return Ok(None);
+        }
+        let too_small = TranslateError::ExtranonceTooSmall {
+            pool: pool_extranonce2,
+            p: self.wide.extranonce1_size,
+            d: 1,
+        };
+        let d = pool_extranonce2
+            .checked_sub(self.wide.extranonce1_size)
+            .filter(|d| *d >= 1)
+            .ok_or(too_small)?;
+        let narrow = Layout {
+            extranonce1_size: self.wide.extranonce1_size,
+            extranonce2_size: d,
+        };
+        self.narrow.send_replace(Some(narrow));
+        Ok(Some(narrow))
+    }
+
+    /// Returns a receiver that sees the narrow layout change.
+    pub fn watch(&self) -> watch::Receiver<Option<Layout>> {
+        self.narrow.subscribe()
     }
 }
 
@@ -96,6 +164,8 @@ pub struct PoolJob {
     pub epoch: u64,
     /// Zero bytes that go in front of the miner's extranonce when forwarding.
     pub padding: usize,
+    /// The miner layout this translation is for.
+    pub layout: Layout,
 }
 
 impl PoolJob {
@@ -139,6 +209,7 @@ impl PoolJob {
             pool_target: pool_difficulty.to_target(),
             epoch,
             padding,
+            layout,
         })
     }
 
@@ -157,8 +228,8 @@ impl PoolJob {
 pub struct PoolState {
     /// The pool has a job and answers: miners may be sent to it.
     pub up: bool,
-    /// The latest job.
-    pub job: Option<Arc<PoolJob>>,
+    /// The latest job, translated for each layout that fits the pool.
+    pub jobs: Vec<Arc<PoolJob>>,
     /// The current block epoch (see [`PoolJob::epoch`]).
     pub epoch: u64,
     /// The version-rolling mask the pool granted, once it answered.
@@ -166,6 +237,14 @@ pub struct PoolState {
     /// Whether the pool answered `mining.configure` at all (a pool that
     /// never did is left out of the mask every miner is granted).
     pub configured: bool,
+}
+
+impl PoolState {
+    /// Returns the latest job for miners with `layout`, if the pool can
+    /// take them.
+    pub fn job_for(&self, layout: Layout) -> Option<&Arc<PoolJob>> {
+        self.jobs.iter().find(|job| job.layout == layout)
+    }
 }
 
 /// How many jobs a session remembers, across all pools.
@@ -367,6 +446,43 @@ mod tests {
                 d: 4
             }
         ));
+    }
+
+    #[test]
+    fn a_narrow_pool_narrows_the_layout_of_new_miners_once() {
+        let layouts = Layouts::new(LAYOUT);
+        assert_eq!(layouts.narrow_to_fit(8).unwrap(), None, "P + D = 6 fits 8");
+        assert_eq!(layouts.for_new_miner(), LAYOUT);
+        let narrow = layouts.narrow_to_fit(4).unwrap().unwrap();
+        assert_eq!(
+            narrow,
+            Layout {
+                extranonce1_size: 2,
+                extranonce2_size: 2
+            }
+        );
+        assert_eq!(layouts.for_new_miner(), narrow);
+        assert_eq!(layouts.all(), vec![LAYOUT, narrow]);
+        assert_eq!(layouts.narrow_to_fit(5).unwrap(), None, "already fits");
+        assert!(layouts.narrow_to_fit(2).is_err(), "not even one byte fits");
+
+        // A narrow miner's coinbase is the narrow pool's, with no padding.
+        let small = PoolExtranonce {
+            extranonce1: vec![9; 4],
+            extranonce2_size: 4,
+        };
+        let job = PoolJob::translate(
+            PoolId(0),
+            &notify(),
+            &small,
+            narrow,
+            Difficulty::ONE,
+            0,
+            &JobIds::default(),
+        )
+        .unwrap();
+        assert_eq!(job.padding, 0);
+        assert_eq!(job.pool_extranonce2(&[1, 2], &[3, 4]), vec![1, 2, 3, 4]);
     }
 
     #[test]

@@ -42,9 +42,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::jobs::{JobIds, Layout};
+use crate::jobs::{JobIds, Layout, Layouts};
 use crate::metrics::Metrics;
-use crate::session::Shared;
+use crate::session::{ReconnectLimiter, Shared};
 use crate::upstream::UpstreamConfig;
 
 /// How long shutdown waits for forwarded shares' answers.
@@ -75,10 +75,10 @@ impl Proxy {
         let stopping = CancellationToken::new();
         let accepting = stopping.child_token();
         let tasks = TaskTracker::new();
-        let layout = Layout {
+        let layouts = Arc::new(Layouts::new(Layout {
             extranonce1_size: usize::from(config.downstream.extranonce1_size),
             extranonce2_size: usize::from(config.downstream.extranonce2_size),
-        };
+        }));
         let ids = Arc::new(JobIds::default());
         let upstreams: Vec<_> = config
             .policy
@@ -90,7 +90,7 @@ impl Proxy {
                     UpstreamConfig {
                         pool: PoolId(index),
                         config: pool.clone(),
-                        layout,
+                        layouts: Arc::clone(&layouts),
                         version_mask: config.downstream.version_mask,
                     },
                     metrics.clone(),
@@ -113,7 +113,8 @@ impl Proxy {
             metrics: metrics.clone(),
             upstreams,
             policy,
-            layout,
+            layouts,
+            reconnects: ReconnectLimiter::default(),
         });
         tasks.spawn(accept::run(
             listener,

@@ -140,6 +140,8 @@ pub struct Metrics {
     pub downstream_connects: IntCounter,
     /// Miner connections closed, by reason.
     pub downstream_disconnects: IntCounterVec,
+    /// Miners asked to reconnect for a narrower extranonce2.
+    pub downstream_reconnect_requests: IntCounter,
     /// Miners moved onto a pool.
     pub switches: IntCounterVec,
     /// The policy's target share per pool.
@@ -293,6 +295,13 @@ impl Metrics {
                 "hashsplit_downstream_disconnects_total",
                 "Miner connections closed, by reason",
                 &["reason"],
+            ),
+            downstream_reconnect_requests: register(
+                &registry,
+                IntCounter::new(
+                    "hashsplit_downstream_reconnect_requests_total",
+                    "Miners asked to reconnect to get an extranonce2 every pool can take",
+                ),
             ),
             switches: counter_vec(
                 &registry,

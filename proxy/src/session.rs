@@ -8,7 +8,10 @@
 //! pool still land there: the session's [`JobBook`] remembers every job it
 //! sent, whatever its pool.
 
+mod reconnect;
 mod submit;
+
+pub use reconnect::ReconnectLimiter;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -32,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::extranonce::Extranonce1;
-use crate::jobs::{JobBook, Layout, PoolJob, PoolState};
+use crate::jobs::{JobBook, Layout, Layouts, PoolJob, PoolState};
 use crate::metrics::{Metrics, WorkerSeries};
 use crate::policy_task::PolicyHandle;
 use crate::upstream::UpstreamHandle;
@@ -61,8 +64,10 @@ pub struct Shared {
     pub upstreams: Vec<UpstreamHandle>,
     /// The policy task.
     pub policy: PolicyHandle,
-    /// The miners' extranonce layout.
-    pub layout: Layout,
+    /// The miners' extranonce layouts.
+    pub layouts: Arc<Layouts>,
+    /// Spreads out requests to reconnect.
+    pub reconnects: ReconnectLimiter,
 }
 
 /// Why a session ended: the `reason` label of the disconnect metric.
@@ -106,7 +111,13 @@ pub struct Session {
     shared: Arc<Shared>,
     miner: MinerId,
     peer: SocketAddr,
+    /// The proxy's address as the miner reached it.
+    local: SocketAddr,
     extranonce1: Extranonce1,
+    /// The miner's extranonce layout, fixed for the connection.
+    layout: Layout,
+    /// Whether the miner was asked to reconnect (asked once at most).
+    reconnect_asked: bool,
     framed: MinerFramed,
     shutdown: CancellationToken,
     subscribed: bool,
@@ -141,6 +152,8 @@ impl Session {
         shutdown: CancellationToken,
     ) -> Self {
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(peer);
+        let layout = shared.layouts.for_new_miner();
         let now = Instant::now();
         let downstream = &shared.config.downstream;
         let vardiff = Vardiff::new(
@@ -156,7 +169,10 @@ impl Session {
             miner: MinerId(NEXT_MINER.fetch_add(1, Ordering::Relaxed)),
             shared,
             peer,
+            local,
             extranonce1,
+            layout,
+            reconnect_asked: false,
             framed,
             shutdown,
             subscribed: false,
@@ -275,7 +291,7 @@ impl Session {
                 let result = SubscribeResult::new(
                     &format!("{:x}", self.miner.0),
                     self.extranonce1.as_bytes().to_vec(),
-                    self.shared.layout.extranonce2_size,
+                    self.layout.extranonce2_size,
                 );
                 self.reply(id, result.to_value()).await?;
                 self.start_mining().await
@@ -406,12 +422,13 @@ impl Session {
     fn pool_ready(&self, pool: PoolId) -> bool {
         self.pools.get(pool.index()).is_some_and(|state| {
             let state = state.borrow();
-            state.up && state.job.is_some()
+            state.up && state.job_for(self.layout).is_some()
         })
     }
 
     /// Moves the miner to the pool the policy chose, if it changed.
     async fn follow_assignment(&mut self) -> Result<(), Ended> {
+        self.maybe_ask_reconnect().await?;
         let assigned = self.assignment.borrow_and_update().pool_for(self.miner);
         match assigned {
             Some(pool) if Some(pool) != self.current && self.pool_ready(pool) => {
@@ -433,7 +450,10 @@ impl Session {
             debug!(miner = %self.miner, from = ?previous, to = %name, "switching pool");
         }
         self.sent_job = None;
-        let job = self.pools[pool.index()].borrow_and_update().job.clone();
+        let job = self.pools[pool.index()]
+            .borrow_and_update()
+            .job_for(self.layout)
+            .cloned();
         match job {
             Some(job) => self.send_job(job, true).await,
             None => Ok(()),
@@ -447,7 +467,7 @@ impl Session {
         };
         let (up, job) = {
             let state = self.pools[pool.index()].borrow_and_update();
-            (state.up, state.job.clone())
+            (state.up, state.job_for(self.layout).cloned())
         };
         let Some(job) = job.filter(|_| up) else {
             // The policy moves the miner at the next plan; until then it

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::jobs::{JobIds, Layout, PoolState};
+use crate::jobs::{JobIds, Layouts, PoolState};
 use crate::metrics::{Metrics, Outcome};
 
 /// How long a forwarded share may wait for the pool's answer: pools
@@ -87,8 +87,8 @@ pub struct UpstreamConfig {
     pub pool: PoolId,
     /// Its `[[pool]]` entry.
     pub config: PoolConfig,
-    /// The miners' extranonce layout.
-    pub layout: Layout,
+    /// The miners' extranonce layouts.
+    pub layouts: Arc<Layouts>,
     /// The version-rolling mask to ask the pool for (0: none).
     pub version_mask: u32,
 }

@@ -107,7 +107,7 @@ impl Session {
             &submit.ntime,
             &submit.nonce,
             submit.version_bits.as_deref(),
-            self.shared.layout.extranonce2_size,
+            self.layout.extranonce2_size,
         )
         .map_err(none)?;
         let pools = &self.pools;

@@ -58,6 +58,8 @@ struct Link {
     authorized: bool,
     difficulty: Difficulty,
     last_job: Option<Instant>,
+    /// The pool's latest job as sent, to translate for a new layout.
+    last_notify: Option<hashsplit_stratum::Notify>,
     last_line: Instant,
     connected: Instant,
     bad_lines: u32,
@@ -86,6 +88,7 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
         authorized: false,
         difficulty: Difficulty::ONE,
         last_job: None,
+        last_notify: None,
         last_line: now,
         connected: now,
         bad_lines: 0,
@@ -126,6 +129,7 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
     }
 
     let mut tick = interval(Duration::from_secs(1));
+    let mut layouts = up.config.layouts.watch();
     loop {
         tokio::select! {
             biased;
@@ -158,12 +162,33 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
                     return link.fail(up, reason);
                 }
             }
+            Ok(()) = layouts.changed() => link.on_new_layout(up),
             _ = tick.tick() => {
                 if let Err(reason) = link.check_health(up) {
                     return link.fail(up, reason);
                 }
             }
         }
+    }
+}
+
+/// Makes sure miners can mine a pool with `extranonce`: narrows the layout
+/// of new miners if the configured one does not fit (and says so, once).
+fn fit_layouts(up: &Upstream, extranonce: &PoolExtranonce) -> Result<(), String> {
+    match up.config.layouts.narrow_to_fit(extranonce.extranonce2_size) {
+        Ok(None) => Ok(()),
+        Ok(Some(narrow)) => {
+            warn!(
+                pool = %up.name,
+                pool_extranonce2 = extranonce.extranonce2_size,
+                miner_extranonce2 = narrow.extranonce2_size,
+                "the pool's extranonce2 cannot hold extranonce1 + the configured extranonce2: \
+                 new miners get a narrower extranonce2, and connected miners are asked once \
+                 (rate-limited) to reconnect for it"
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!("{e}: the pool cannot be used")),
     }
 }
 
@@ -291,14 +316,7 @@ impl Link {
                     extranonce1: result.extranonce1,
                     extranonce2_size: result.extranonce2_size,
                 };
-                if up.config.layout.padding_for(&extranonce).is_none() {
-                    return Err(format!(
-                        "pool extranonce2 of {} bytes cannot hold the proxy's extranonce1 + extranonce2 ({} + {})",
-                        extranonce.extranonce2_size,
-                        up.config.layout.extranonce1_size,
-                        up.config.layout.extranonce2_size
-                    ));
-                }
+                fit_layouts(up, &extranonce)?;
                 self.extranonce = Some(extranonce);
             }
             Pending::Authorize => {
@@ -351,11 +369,7 @@ impl Link {
                     extranonce1,
                     extranonce2_size,
                 };
-                if up.config.layout.padding_for(&extranonce).is_none() {
-                    return Err(format!(
-                        "pool set an extranonce2 of {extranonce2_size} bytes, too small for the proxy"
-                    ));
-                }
+                fit_layouts(up, &extranonce)?;
                 self.extranonce = Some(extranonce);
             }
             ServerMethod::SetVersionMask(mask) => {
@@ -391,34 +405,78 @@ impl Link {
     }
 
     fn on_notify(&mut self, up: &Upstream, notify: &hashsplit_stratum::Notify) {
-        let Some(extranonce) = &self.extranonce else {
+        if self.extranonce.is_none() {
             debug!(pool = %up.name, "job before subscribe answered; ignored");
             return;
-        };
-        let epoch = up.state.borrow().epoch + u64::from(notify.clean_jobs);
-        match PoolJob::translate(
-            up.config.pool,
-            notify,
-            extranonce,
-            up.config.layout,
-            self.difficulty,
-            epoch,
-            &up.ids,
-        ) {
-            Ok(job) => {
-                self.last_job = Some(Instant::now());
-                up.metrics.job_received(&up.name);
-                let job = Arc::new(job);
-                up.state.send_modify(|state| {
-                    state.epoch = epoch;
-                    state.job = Some(job);
-                });
-                if self.authorized {
-                    self.set_up(up);
-                }
-            }
-            Err(e) => warn!(pool = %up.name, error = %e, "pool job unusable"),
         }
+        let epoch = up.state.borrow().epoch + u64::from(notify.clean_jobs);
+        let jobs = self.translate(up, notify, epoch, &[]);
+        self.last_notify = Some(notify.clone());
+        if jobs.is_empty() {
+            return;
+        }
+        self.last_job = Some(Instant::now());
+        up.metrics.job_received(&up.name);
+        up.state.send_modify(|state| {
+            state.epoch = epoch;
+            state.jobs = jobs;
+        });
+        if self.authorized {
+            self.set_up(up);
+        }
+    }
+
+    /// Translates the current job for a layout that appeared since it came
+    /// (a narrower one, after some pool turned out too small).
+    fn on_new_layout(&mut self, up: &Upstream) {
+        let Some(notify) = self.last_notify.clone() else {
+            return;
+        };
+        let (epoch, have) = {
+            let state = up.state.borrow();
+            (state.epoch, state.jobs.clone())
+        };
+        let mut jobs = self.translate(up, &notify, epoch, &have);
+        if jobs.is_empty() {
+            return;
+        }
+        jobs.splice(0..0, have);
+        up.state.send_modify(|state| state.jobs = jobs);
+    }
+
+    /// Translates `notify` for every layout that fits this pool and is not
+    /// among `have`.
+    fn translate(
+        &self,
+        up: &Upstream,
+        notify: &hashsplit_stratum::Notify,
+        epoch: u64,
+        have: &[Arc<PoolJob>],
+    ) -> Vec<Arc<PoolJob>> {
+        let Some(extranonce) = &self.extranonce else {
+            return Vec::new();
+        };
+        up.config
+            .layouts
+            .all()
+            .into_iter()
+            .filter(|layout| layout.padding_for(extranonce).is_some())
+            .filter(|layout| !have.iter().any(|job| job.layout == *layout))
+            .filter_map(|layout| {
+                PoolJob::translate(
+                    up.config.pool,
+                    notify,
+                    extranonce,
+                    layout,
+                    self.difficulty,
+                    epoch,
+                    &up.ids,
+                )
+                .map_err(|e| warn!(pool = %up.name, error = %e, "pool job unusable"))
+                .ok()
+                .map(Arc::new)
+            })
+            .collect()
     }
 
     /// Marks the pool up: authorized, with a job.

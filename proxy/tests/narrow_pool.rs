@@ -1,0 +1,91 @@
+//! A pool whose extranonce2 is too small for the proxy's layout: new miners
+//! get a narrower extranonce2, connected ones are asked once to reconnect,
+//! and from then on every miner can be switched to every pool.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Bed, POOL_USER};
+use hashsplit_stratum::Difficulty;
+use miner_sim::{Fault, Profile, SimMiner, SimMinerConfig, SimPoolConfig, eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miners_reconnect_once_for_a_narrow_pool_and_then_mine_it() {
+    let wide = SimPoolConfig {
+        difficulty: Difficulty::try_new(1e-5).unwrap(),
+        ..SimPoolConfig::default()
+    };
+    // 4 bytes of extranonce2 cannot hold the proxy's 2 + 4.
+    let narrow = SimPoolConfig {
+        extranonce2_size: 4,
+        ..wide.clone()
+    };
+    let policy = "[policy]\nmax_share = 0.5\nwindow = \"20s\"\nmin_dwell = \"2s\"\nrebalance_every = \"1s\"\n";
+    let bed = Bed::start_with(
+        vec![(wide, ""), (narrow, "")],
+        policy,
+        "[downstream]\nmin_difficulty = 0.000001\n",
+    )
+    .await;
+    // The narrow pool is unreachable at first: the miners join with the
+    // configured layout and mine the wide pool.
+    bed.pools[1].set_fault(Fault::RefuseConnections);
+    let metrics = bed.proxy.metrics();
+    assert!(
+        eventually(Duration::from_secs(10), || metrics
+            .sum("hashsplit_pool_up", &[("pool", "pool0")])
+            == 1.0)
+        .await
+    );
+    let miners: Vec<_> = (0..2)
+        .map(|i| {
+            let mut config = SimMinerConfig::new(bed.addr(), Profile::Asic, &format!("m{i}"));
+            config.hashrate = Some(3e5);
+            SimMiner::start(config)
+        })
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(15), || miners
+            .iter()
+            .all(|m| m.stats().accepted > 2))
+        .await,
+        "the miners mine the wide pool first"
+    );
+    assert!(miners.iter().all(|m| m.stats().extranonce2_size == Some(4)));
+
+    // The narrow pool comes back: each miner is asked once to reconnect,
+    // returns with a 2-byte extranonce2, and the policy uses both pools.
+    bed.pools[1].clear_faults();
+    let narrowed = eventually(Duration::from_secs(30), || {
+        miners
+            .iter()
+            .all(|m| m.stats().extranonce2_size == Some(2) && m.stats().accepted > 0)
+    })
+    .await;
+    assert!(
+        narrowed,
+        "{:?}",
+        miners.iter().map(SimMiner::stats).collect::<Vec<_>>()
+    );
+    let both_used = eventually(Duration::from_secs(30), || {
+        bed.pools[1].stats().worker(POOL_USER).accepted > 10
+    })
+    .await;
+    assert!(
+        both_used,
+        "the narrow pool gets work: {:?}",
+        bed.pools[1].stats()
+    );
+
+    assert_eq!(
+        metrics.sum("hashsplit_downstream_reconnect_requests_total", &[]),
+        2.0
+    );
+    for miner in miners {
+        let stats = miner.stop().await;
+        assert_eq!(stats.reconnects, 1, "exactly one reconnect: {stats:?}");
+    }
+    assert_eq!(bed.pools[1].stats().worker(POOL_USER).rejected, 0);
+    bed.stop().await;
+}
