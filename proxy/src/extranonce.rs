@@ -2,7 +2,9 @@
 //!
 //! Every miner gets `P` bytes of extranonce1 that no other connected miner
 //! has, so two miners mining the same pool job never search the same
-//! coinbase. A prefix returns to the pool of free ones when its
+//! coinbase. The first byte is never zero: a miner with a narrower
+//! extranonce2 has zero padding where a wider miner's extranonce1 sits (see
+//! [`crate::jobs::Layouts`]), and a non-zero first byte keeps the two apart. A prefix returns to the pool of free ones when its
 //! [`Extranonce1`] guard is dropped (the session ended).
 
 use std::collections::HashSet;
@@ -17,7 +19,9 @@ pub struct ExtranonceAllocator {
 #[derive(Debug)]
 struct Inner {
     size: usize,
-    /// Number of distinct prefixes: 2^(8·size), saturating.
+    /// The smallest prefix: the first byte is 1.
+    low: u128,
+    /// Number of distinct prefixes: 255 · 2^(8·(size − 1)).
     space: u128,
     in_use: HashSet<u64>,
     /// Where the next search starts, so a freed prefix is not handed out
@@ -38,7 +42,8 @@ impl ExtranonceAllocator {
         ExtranonceAllocator {
             inner: Arc::new(Mutex::new(Inner {
                 size,
-                space: 1u128 << (8 * size),
+                low: 1u128 << (8 * (size - 1)),
+                space: (1u128 << (8 * size)) - (1u128 << (8 * (size - 1))),
                 in_use: HashSet::new(),
                 cursor: 0,
             })),
@@ -53,7 +58,7 @@ impl ExtranonceAllocator {
             return None;
         }
         loop {
-            let candidate = inner.cursor;
+            let candidate = (inner.low + u128::from(inner.cursor)) as u64;
             inner.cursor = ((u128::from(inner.cursor) + 1) % inner.space) as u64;
             if inner.in_use.insert(candidate) {
                 let bytes = candidate.to_be_bytes()[8 - inner.size..].to_vec();
@@ -102,10 +107,14 @@ mod tests {
     #[test]
     fn prefixes_are_unique_while_held_and_reused_after_release() {
         let allocator = ExtranonceAllocator::new(1);
-        let held: Vec<_> = (0..256).map(|_| allocator.allocate().unwrap()).collect();
+        let held: Vec<_> = (0..255).map(|_| allocator.allocate().unwrap()).collect();
         let distinct: HashSet<_> = held.iter().map(|e| e.as_bytes().to_vec()).collect();
-        assert_eq!(distinct.len(), 256);
+        assert_eq!(distinct.len(), 255);
         assert!(held.iter().all(|e| e.as_bytes().len() == 1));
+        assert!(
+            held.iter().all(|e| e.as_bytes()[0] != 0),
+            "never a zero first byte"
+        );
         assert!(allocator.allocate().is_none(), "space exhausted");
 
         drop(held);

@@ -56,7 +56,9 @@ impl Layout {
 #[derive(Debug)]
 pub struct Layouts {
     wide: Layout,
-    narrow: watch::Sender<Option<Layout>>,
+    /// Every narrower layout ever handed out, widest first: a miner keeps
+    /// its layout for its connection, so jobs are translated for all.
+    narrow: watch::Sender<Vec<Layout>>,
 }
 
 impl Layouts {
@@ -64,19 +66,19 @@ impl Layouts {
     pub fn new(wide: Layout) -> Self {
         Layouts {
             wide,
-            narrow: watch::channel(None).0,
+            narrow: watch::channel(Vec::new()).0,
         }
     }
 
-    /// Returns the layout a miner connecting now is given.
+    /// Returns the layout a miner connecting now is given: the narrowest.
     pub fn for_new_miner(&self) -> Layout {
-        self.narrow.borrow().unwrap_or(self.wide)
+        self.narrow.borrow().last().copied().unwrap_or(self.wide)
     }
 
     /// Returns every layout jobs are translated for.
     pub fn all(&self) -> Vec<Layout> {
         let mut all = vec![self.wide];
-        all.extend(*self.narrow.borrow());
+        all.extend(self.narrow.borrow().iter().copied());
         all
     }
 
@@ -101,12 +103,12 @@ impl Layouts {
             extranonce1_size: self.wide.extranonce1_size,
             extranonce2_size: d,
         };
-        self.narrow.send_replace(Some(narrow));
+        self.narrow.send_modify(|layouts| layouts.push(narrow));
         Ok(Some(narrow))
     }
 
-    /// Returns a receiver that sees the narrow layout change.
-    pub fn watch(&self) -> watch::Receiver<Option<Layout>> {
+    /// Returns a receiver that sees a narrower layout appear.
+    pub fn watch(&self) -> watch::Receiver<Vec<Layout>> {
         self.narrow.subscribe()
     }
 }
@@ -278,6 +280,16 @@ pub struct Found {
 impl JobBook {
     /// Records that `job` was sent at `difficulty`.
     pub fn sent(&mut self, job: Arc<PoolJob>, difficulty: Difficulty) {
+        // A job sent again (the miner came back to a pool whose job has not
+        // changed) keeps the shares already seen for it.
+        if let Some(at) = self.entries.iter().position(|e| Arc::ptr_eq(&e.job, &job)) {
+            let mut entry = self.entries.remove(at).expect("position is in range");
+            if difficulty < entry.difficulty {
+                entry.difficulty = difficulty;
+            }
+            self.entries.push_back(entry);
+            return;
+        }
         if self.entries.len() == BOOK_SIZE {
             self.entries.pop_front();
         }
@@ -322,19 +334,32 @@ impl JobBook {
         })
     }
 
-    /// Records a share for duplicate detection; returns
-    /// [`Reject::Duplicate`] if it was seen before.
-    pub fn record(&mut self, job_id: &str, key: ShareKey) -> Result<(), Reject> {
+    /// Returns [`Reject::Duplicate`] if the share was recorded before.
+    pub fn check_duplicate(&self, job_id: &str, key: &ShareKey) -> Result<(), Reject> {
         let entry = self
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.job.notify.job_id == job_id)
+            .ok_or(Reject::UnknownJob)?;
+        if entry.seen.contains(key) {
+            Err(Reject::Duplicate)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Records a share that passed every check, so the same one again is a
+    /// duplicate. Only shares that cost the miner real work are kept, so a
+    /// miner sending garbage cannot grow the book.
+    pub fn record(&mut self, job_id: &str, key: ShareKey) {
+        if let Some(entry) = self
             .entries
             .iter_mut()
             .rev()
             .find(|e| e.job.notify.job_id == job_id)
-            .ok_or(Reject::UnknownJob)?;
-        if entry.seen.insert(key) {
-            Ok(())
-        } else {
-            Err(Reject::Duplicate)
+        {
+            entry.seen.insert(key);
         }
     }
 }
@@ -453,6 +478,8 @@ mod tests {
         let layouts = Layouts::new(LAYOUT);
         assert_eq!(layouts.narrow_to_fit(8).unwrap(), None, "P + D = 6 fits 8");
         assert_eq!(layouts.for_new_miner(), LAYOUT);
+        let middle = layouts.narrow_to_fit(5).unwrap().unwrap();
+        assert_eq!(middle.extranonce2_size, 3);
         let narrow = layouts.narrow_to_fit(4).unwrap().unwrap();
         assert_eq!(
             narrow,
@@ -462,7 +489,8 @@ mod tests {
             }
         );
         assert_eq!(layouts.for_new_miner(), narrow);
-        assert_eq!(layouts.all(), vec![LAYOUT, narrow]);
+        // Miners given the middle layout keep getting jobs.
+        assert_eq!(layouts.all(), vec![LAYOUT, middle, narrow]);
         assert_eq!(layouts.narrow_to_fit(5).unwrap(), None, "already fits");
         assert!(layouts.narrow_to_fit(2).is_err(), "not even one byte fits");
 
@@ -483,6 +511,49 @@ mod tests {
         .unwrap();
         assert_eq!(job.padding, 0);
         assert_eq!(job.pool_extranonce2(&[1, 2], &[3, 4]), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn miners_of_different_layouts_never_build_the_same_coinbase() {
+        // Every wide miner's extranonce1 starts with a non-zero byte, where
+        // a narrower layout has padding: their pool extranonce2s differ.
+        let allocator = crate::extranonce::ExtranonceAllocator::new(2);
+        let held: Vec<_> = (0..600).map(|_| allocator.allocate().unwrap()).collect();
+        let pool = pool_en();
+        let ids = JobIds::default();
+        let wide = PoolJob::translate(
+            PoolId(0),
+            &notify(),
+            &pool,
+            LAYOUT,
+            Difficulty::ONE,
+            0,
+            &ids,
+        )
+        .unwrap();
+        let narrow_layout = Layout {
+            extranonce1_size: 2,
+            extranonce2_size: 3,
+        };
+        let narrow = PoolJob::translate(
+            PoolId(0),
+            &notify(),
+            &pool,
+            narrow_layout,
+            Difficulty::ONE,
+            0,
+            &ids,
+        )
+        .unwrap();
+        let mut seen = HashSet::new();
+        for en1 in &held {
+            for en2 in [[0u8; 4], [5, 0, 0, 0], [0, 0, 0, 5], [0xff; 4]] {
+                assert!(seen.insert(wide.pool_extranonce2(en1.as_bytes(), &en2)));
+            }
+            for en2 in [[0u8; 3], [5, 0, 0], [0, 0, 5], [0xff; 3]] {
+                assert!(seen.insert(narrow.pool_extranonce2(en1.as_bytes(), &en2)));
+            }
+        }
     }
 
     #[test]
@@ -511,8 +582,30 @@ mod tests {
         assert_eq!(book.find("nope", epoch).unwrap_err(), Reject::UnknownJob);
 
         let key = Submission::new(&[1, 2, 3, 4], 1, 2, None).key(&[0, 1]);
-        assert_eq!(book.record(&new.notify.job_id, key), Ok(()));
-        assert_eq!(book.record(&new.notify.job_id, key), Err(Reject::Duplicate));
+        assert_eq!(book.check_duplicate(&new.notify.job_id, &key), Ok(()));
+        book.record(&new.notify.job_id, key);
+        assert_eq!(
+            book.check_duplicate(&new.notify.job_id, &key),
+            Err(Reject::Duplicate)
+        );
+    }
+
+    #[test]
+    fn a_job_sent_again_keeps_its_shares_for_duplicate_detection() {
+        // The miner goes A → B → A while A's job stays the same.
+        let ids = JobIds::default();
+        let mut book = JobBook::default();
+        let a = Arc::new(translated(0, &ids));
+        let b = Arc::new(translated(0, &ids));
+        book.sent(Arc::clone(&a), Difficulty::ONE);
+        let key = Submission::new(&[9; 4], 1, 2, None).key(&[0, 1]);
+        book.record(&a.notify.job_id, key);
+        book.sent(Arc::clone(&b), Difficulty::ONE);
+        book.sent(Arc::clone(&a), Difficulty::ONE);
+        assert_eq!(
+            book.check_duplicate(&a.notify.job_id, &key),
+            Err(Reject::Duplicate)
+        );
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub struct Proxy {
     metrics: Metrics,
     assignment: watch::Receiver<Arc<Assignment>>,
     accepting: CancellationToken,
+    draining: CancellationToken,
     stopping: CancellationToken,
     tasks: TaskTracker,
 }
@@ -74,6 +75,7 @@ impl Proxy {
         }
         let stopping = CancellationToken::new();
         let accepting = stopping.child_token();
+        let draining = CancellationToken::new();
         let tasks = TaskTracker::new();
         let layouts = Arc::new(Layouts::new(Layout {
             extranonce1_size: usize::from(config.downstream.extranonce1_size),
@@ -115,6 +117,7 @@ impl Proxy {
             policy,
             layouts,
             reconnects: ReconnectLimiter::default(),
+            draining: draining.clone(),
         });
         tasks.spawn(accept::run(
             listener,
@@ -129,6 +132,7 @@ impl Proxy {
             metrics,
             assignment,
             accepting,
+            draining,
             stopping,
             tasks,
         })
@@ -161,6 +165,7 @@ impl Proxy {
     /// already forwarded, then stops every task.
     pub async fn shutdown(self, drain: Duration) {
         self.accepting.cancel();
+        self.draining.cancel();
         let deadline = tokio::time::Instant::now() + drain;
         while self.metrics.sum("hashsplit_shares_in_flight", &[]) > 0.0
             && tokio::time::Instant::now() < deadline

@@ -159,12 +159,13 @@ pub struct Metrics {
 }
 
 /// Why a miner connection ended.
-pub const DISCONNECT_REASONS: [&str; 9] = [
+pub const DISCONNECT_REASONS: [&str; 10] = [
     "closed",
     "idle",
     "handshake-timeout",
     "line-too-long",
     "bad-input",
+    "too-many-rejects",
     "io-error",
     "shutdown",
     "connection-limit",

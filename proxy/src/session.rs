@@ -49,6 +49,12 @@ const MAX_WORKER_NAME: usize = 256;
 const MAX_WORKERS_PER_CONNECTION: usize = 64;
 /// How often vardiff is reconsidered.
 const VARDIFF_TICK: Duration = Duration::from_secs(5);
+/// Longest a write to a miner may take: a miner that stops reading is
+/// dropped rather than holding its slot and extranonce1.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Shares rejected in a row (without one accepted) before the miner is
+/// disconnected: something is wrong with it, or it is abusing the proxy.
+const MAX_REJECTS_IN_A_ROW: u32 = 256;
 
 static NEXT_MINER: AtomicU64 = AtomicU64::new(1);
 
@@ -68,6 +74,9 @@ pub struct Shared {
     pub layouts: Arc<Layouts>,
     /// Spreads out requests to reconnect.
     pub reconnects: ReconnectLimiter,
+    /// Cancelled when shutdown starts: sessions stop reading submits and
+    /// only wait for the answers of shares already forwarded.
+    pub draining: CancellationToken,
 }
 
 /// Why a session ended: the `reason` label of the disconnect metric.
@@ -83,6 +92,8 @@ pub enum Ended {
     LineTooLong,
     /// Too many unreadable lines, or bytes that are not UTF-8.
     BadInput,
+    /// Too many shares rejected in a row.
+    TooManyRejects,
     /// A read or write failed.
     IoError,
     /// The proxy is shutting down.
@@ -98,6 +109,7 @@ impl Ended {
             Ended::HandshakeTimeout => "handshake-timeout",
             Ended::LineTooLong => "line-too-long",
             Ended::BadInput => "bad-input",
+            Ended::TooManyRejects => "too-many-rejects",
             Ended::IoError => "io-error",
             Ended::Shutdown => "shutdown",
         }
@@ -111,13 +123,15 @@ pub struct Session {
     shared: Arc<Shared>,
     miner: MinerId,
     peer: SocketAddr,
-    /// The proxy's address as the miner reached it.
-    local: SocketAddr,
     extranonce1: Extranonce1,
     /// The miner's extranonce layout, fixed for the connection.
     layout: Layout,
     /// Whether the miner was asked to reconnect (asked once at most).
     reconnect_asked: bool,
+    /// Local rejects since the last accepted share.
+    rejects_in_a_row: u32,
+    /// Whether shutdown started (no more submits are read).
+    draining: bool,
     framed: MinerFramed,
     shutdown: CancellationToken,
     subscribed: bool,
@@ -152,7 +166,6 @@ impl Session {
         shutdown: CancellationToken,
     ) -> Self {
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(peer);
         let layout = shared.layouts.for_new_miner();
         let now = Instant::now();
         let downstream = &shared.config.downstream;
@@ -169,10 +182,11 @@ impl Session {
             miner: MinerId(NEXT_MINER.fetch_add(1, Ordering::Relaxed)),
             shared,
             peer,
-            local,
             extranonce1,
             layout,
             reconnect_asked: false,
+            rejects_in_a_row: 0,
+            draining: false,
             framed,
             shutdown,
             subscribed: false,
@@ -224,7 +238,11 @@ impl Session {
                 biased;
                 () = self.shutdown.cancelled() => return Ended::Shutdown,
                 Some(answer) = self.pending.next() => self.on_pool_answer(answer).await,
-                line = self.framed.next() => match line {
+                () = self.shared.draining.cancelled(), if !self.draining => {
+                    self.draining = true;
+                    Ok(())
+                }
+                line = self.framed.next(), if !self.draining => match line {
                     Some(Ok(line)) => {
                         self.last_line = Instant::now();
                         self.on_line(&line).await
@@ -251,7 +269,10 @@ impl Session {
 
     /// Writes one line to the miner.
     async fn send(&mut self, line: String) -> Result<(), Ended> {
-        self.framed.send(line).await.map_err(|_| Ended::IoError)
+        match tokio::time::timeout(WRITE_TIMEOUT, self.framed.send(line)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(Ended::IoError),
+        }
     }
 
     async fn on_line(&mut self, line: &str) -> Result<(), Ended> {
@@ -422,8 +443,14 @@ impl Session {
     fn pool_ready(&self, pool: PoolId) -> bool {
         self.pools.get(pool.index()).is_some_and(|state| {
             let state = state.borrow();
-            state.up && state.job_for(self.layout).is_some()
+            state.up && state.job_for(self.layout).is_some() && self.mask_fits(&state)
         })
+    }
+
+    /// Returns whether the pool takes every version bit this miner rolls.
+    fn mask_fits(&self, state: &PoolState) -> bool {
+        let mine = self.version_mask.unwrap_or(0);
+        mine == 0 || !state.configured || mine & !state.version_mask.unwrap_or(0) == 0
     }
 
     /// Moves the miner to the pool the policy chose, if it changed.
@@ -431,8 +458,15 @@ impl Session {
         self.maybe_ask_reconnect().await?;
         let assigned = self.assignment.borrow_and_update().pool_for(self.miner);
         match assigned {
-            Some(pool) if Some(pool) != self.current && self.pool_ready(pool) => {
-                self.switch_to(pool).await
+            Some(pool) if Some(pool) == self.current => Ok(()),
+            Some(pool) if self.pool_ready(pool) => self.switch_to(pool).await,
+            // The plan names no pool this miner can use now: keep it
+            // hashing for a live pool rather than idle or on a dead one.
+            _ if !self.current.is_some_and(|pool| self.pool_ready(pool)) => {
+                match self.provisional_pool() {
+                    Some(pool) if Some(pool) != self.current => self.switch_to(pool).await,
+                    _ => Ok(()),
+                }
             }
             _ => Ok(()),
         }
@@ -465,10 +499,12 @@ impl Session {
         let Some(pool) = self.current else {
             return Ok(());
         };
-        let (up, job) = {
+        let (up, job, pool_mask) = {
             let state = self.pools[pool.index()].borrow_and_update();
-            (state.up, state.job_for(self.layout).cloned())
+            let pool_mask = state.configured.then(|| state.version_mask.unwrap_or(0));
+            (state.up, state.job_for(self.layout).cloned(), pool_mask)
         };
+        self.fit_version_mask(pool_mask).await?;
         let Some(job) = job.filter(|_| up) else {
             // The policy moves the miner at the next plan; until then it
             // keeps hashing the last job, whose shares are judged by epoch.
@@ -501,6 +537,23 @@ impl Session {
         self.book.sent(Arc::clone(&job), self.vardiff.current());
         self.sent_job = Some(job);
         Ok(())
+    }
+
+    /// Narrows the miner's version-rolling mask to what its pool takes (a
+    /// pool that answered `mining.configure` late, or sent
+    /// `mining.set_version_mask`), telling the miner with
+    /// `mining.set_version_mask`.
+    async fn fit_version_mask(&mut self, pool_mask: Option<u32>) -> Result<(), Ended> {
+        let (Some(mine), Some(pool_mask)) = (self.version_mask, pool_mask) else {
+            return Ok(());
+        };
+        if mine & !pool_mask == 0 {
+            return Ok(());
+        }
+        let narrowed = mine & pool_mask;
+        self.version_mask = (narrowed != 0).then_some(narrowed);
+        self.send(ServerMethod::SetVersionMask(narrowed).to_line(Id::Null))
+            .await
     }
 
     /// Sends `mining.set_difficulty` if vardiff's difficulty differs from

@@ -17,6 +17,10 @@ const RETARGET_AFTER: Duration = Duration::from_secs(60);
 /// Shortest observation behind a retarget, so a burst of lucky shares
 /// right after a change does not swing the difficulty.
 const MIN_OBSERVATION: Duration = Duration::from_secs(10);
+/// A flood (a miner far below its difficulty, e.g. a big ASIC at a pool's
+/// default difficulty 1) is corrected after one second, not ten.
+const FLOOD_SHARES: u32 = 4 * RETARGET_SHARES;
+const FLOOD_OBSERVATION: Duration = Duration::from_secs(1);
 
 /// The vardiff state of one miner.
 #[derive(Debug, Clone)]
@@ -70,6 +74,7 @@ impl Vardiff {
     pub fn retarget(&mut self, ceiling: Difficulty, now: Instant) -> Option<Difficulty> {
         let elapsed = now.saturating_duration_since(self.since);
         let ready = (self.shares >= RETARGET_SHARES && elapsed >= MIN_OBSERVATION)
+            || (self.shares >= FLOOD_SHARES && elapsed >= FLOOD_OBSERVATION)
             || elapsed >= RETARGET_AFTER;
         if !ready {
             return self.cap(ceiling, now);
@@ -183,6 +188,24 @@ mod tests {
         // Never below the minimum.
         let mut v = Vardiff::new(d(1.0), d(0.5), 20.0, start);
         assert_eq!(v.retarget(d(HIGH), later), Some(d(0.5)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_is_corrected_within_a_second() {
+        let start = Instant::now();
+        let mut v = Vardiff::new(d(1.0), d(0.001), 20.0, start);
+        for _ in 0..1000 {
+            v.record_share();
+        }
+        assert_eq!(
+            v.retarget(d(HIGH), start + Duration::from_millis(500)),
+            None
+        );
+        // 1000 shares in a second is 3000 times the target rate: 2^12.
+        assert_eq!(
+            v.retarget(d(HIGH), start + Duration::from_secs(1)),
+            Some(d(4096.0))
+        );
     }
 
     #[tokio::test(start_paused = true)]

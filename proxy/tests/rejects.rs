@@ -297,3 +297,33 @@ async fn a_share_the_pool_refuses_is_reported_to_the_miner_as_refused() {
     assert_eq!(metrics.sum("hashsplit_shares_in_flight", &[]), 0.0);
     bed.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_sending_only_bad_shares_is_disconnected_after_a_long_run() {
+    let bed = bed().await;
+    let mut miner = Crafter::connect(&bed, "w", None).await;
+    let garbage = Submission::new(&[0; 4], miner.notify.ntime, 1, None);
+    // Every one is refused as stale/unknown; the connection is closed after
+    // 256 in a row, and each was counted.
+    for i in 0..300u64 {
+        let call =
+            hashsplit_stratum::ClientMethod::Submit(submit_params("w", "no-such-job", &garbage));
+        let line = hashsplit_stratum::Method::to_line(&call, hashsplit_stratum::Id::from(100 + i));
+        if miner.client.send_line(&line).await.is_err() {
+            break; // closed by the proxy
+        }
+    }
+    assert!(miner.client.closed_within(Duration::from_secs(5)).await);
+    let metrics = bed.proxy.metrics();
+    assert!(
+        eventually(Duration::from_secs(2), || {
+            metrics.sum(
+                "hashsplit_downstream_disconnects_total",
+                &[("reason", "too-many-rejects")],
+            ) == 1.0
+        })
+        .await
+    );
+    assert_eq!(rejected(&bed, "job-not-found"), 256.0);
+    bed.stop().await;
+}

@@ -459,7 +459,10 @@ impl Submission {
         }
         ShareKey {
             extranonce: u128::from_le_bytes(extranonce),
-            header: (u128::from(self.nonce) << 64)
+            // Bit 96 tells "no version bits" from "version bits 0": the two
+            // headers differ when the job's version has bits in the mask.
+            header: (u128::from(self.version_bits.is_some()) << 96)
+                | (u128::from(self.nonce) << 64)
                 | (u128::from(self.ntime) << 32)
                 | u128::from(self.version_bits.unwrap_or(0)),
         }

@@ -305,6 +305,8 @@ fn duplicate_keys_identify_a_share_per_miner() {
     assert_ne!(a.key(&EN1), other_nonce.key(&EN1));
     let rolled = Submission::new(a.extranonce2(), a.ntime, a.nonce, Some(0x2000));
     assert_ne!(a.key(&EN1), rolled.key(&EN1));
+    let zero_bits = Submission::new(a.extranonce2(), a.ntime, a.nonce, Some(0));
+    assert_ne!(a.key(&EN1), zero_bits.key(&EN1));
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //!
 //! When some pool's extranonce2 turns out too small for the configured
 //! layout, new miners get a narrower one ([`crate::jobs::Layouts`]); miners
-//! already connected are asked once, with `client.reconnect` to the address
-//! they reached the proxy on, to come back and get it. Requests are spread
+//! already connected are asked once, with a bare `client.reconnect` (to the
+//! same server), to come back and get it. Requests are spread
 //! out proxy-wide so a farm does not reconnect all at once.
 
 use std::sync::Mutex;
@@ -61,10 +61,12 @@ impl Session {
         self.reconnect_asked = true;
         self.shared.metrics.downstream_reconnect_requests.inc();
         info!(miner = %self.miner, peer = %self.peer, "asking the miner to reconnect for a narrower extranonce2");
+        // No host or port: "the same server", which stays right behind
+        // NAT or a load balancer, where the proxy's own address would not.
         let reconnect = ServerMethod::Reconnect {
-            host: Some(self.local.ip().to_string()),
-            port: Some(self.local.port()),
-            wait_secs: Some(0),
+            host: None,
+            port: None,
+            wait_secs: None,
         };
         self.send(reconnect.to_line(Id::Null)).await
     }

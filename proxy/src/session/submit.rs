@@ -59,15 +59,25 @@ impl Session {
                     .metrics
                     .settle(&pool, Outcome::Rejected(reject), 0.0);
                 self.reply_error(id, StratumError::new(reject.code(), reject.to_string()))
-                    .await
+                    .await?;
+                self.rejects_in_a_row += 1;
+                if self.rejects_in_a_row >= super::MAX_REJECTS_IN_A_ROW {
+                    warn!(miner = %self.miner, peer = %self.peer, "too many shares rejected in a row; disconnecting");
+                    return Err(Ended::TooManyRejects);
+                }
+                Ok(())
             }
             Ok(accepted) => {
+                self.rejects_in_a_row = 0;
                 if accepted.verdict.meets_miner {
                     let difficulty = accepted.found.difficulty.as_f64();
                     let workers = &self.shared.metrics.workers;
                     workers.credit(&submit.worker, difficulty, SystemTime::now());
                 }
-                self.settle_accepted(id, accepted).await
+                self.settle_accepted(id, accepted).await?;
+                // A miner far below its difficulty is corrected as its
+                // shares come, not only at the next vardiff tick.
+                self.retarget().await
             }
         }
     }
@@ -125,8 +135,9 @@ impl Session {
             .job
             .check(&submission, self.version_mask)
             .map_err(at_pool)?;
+        let key = submission.key(self.extranonce1.as_bytes());
         self.book
-            .record(&submit.job_id, submission.key(self.extranonce1.as_bytes()))
+            .check_duplicate(&submit.job_id, &key)
             .map_err(at_pool)?;
         let ctx = ShareContext {
             extranonce1: self.extranonce1.as_bytes(),
@@ -135,6 +146,7 @@ impl Session {
             pool_target: found.job.pool_target,
         };
         let verdict = found.job.job.judge(&ctx, &submission).map_err(at_pool)?;
+        self.book.record(&submit.job_id, key);
         Ok(Accepted {
             pool_name,
             found,

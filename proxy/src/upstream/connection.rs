@@ -34,6 +34,13 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 const SILENCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Unreadable lines in a row before the connection is given up.
 const MAX_BAD_LINES: u32 = 50;
+/// Longest a write to the pool may take: a pool that stops reading is lost,
+/// rather than holding every share and timer behind a full socket.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a pool with jobs but no `mining.set_difficulty` yet stays down:
+/// its first job often comes just before its difficulty, and miners must
+/// not be sent work at the default difficulty 1 in between.
+const DIFFICULTY_GRACE: Duration = Duration::from_secs(2);
 /// Longest wait a pool's client.reconnect may ask for.
 const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(60);
 
@@ -57,6 +64,9 @@ struct Link {
     extranonce: Option<PoolExtranonce>,
     authorized: bool,
     difficulty: Difficulty,
+    /// Whether the pool said its difficulty (else it is Stratum's default 1).
+    difficulty_known: bool,
+    first_job: Option<Instant>,
     last_job: Option<Instant>,
     /// The pool's latest job as sent, to translate for a new layout.
     last_notify: Option<hashsplit_stratum::Notify>,
@@ -87,6 +97,8 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
         extranonce: None,
         authorized: false,
         difficulty: Difficulty::ONE,
+        difficulty_known: false,
+        first_job: None,
         last_job: None,
         last_notify: None,
         last_line: now,
@@ -123,8 +135,8 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
     ));
     for (pending, method) in handshake {
         let id = link.request(pending);
-        if let Err(e) = framed.send(method.to_line(Id::from(id))).await {
-            return link.fail(up, format!("write: {e}"));
+        if let Err(reason) = write(&mut framed, method.to_line(Id::from(id))).await {
+            return link.fail(up, reason);
         }
     }
 
@@ -136,6 +148,12 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
             () = up.shutdown.cancelled() => {
                 link.drain(up);
                 return Ended::Shutdown;
+            }
+            // Health first: a busy pool must not starve its own timeouts.
+            _ = tick.tick() => {
+                if let Err(reason) = link.check_health(up) {
+                    return link.fail(up, reason);
+                }
             }
             Some(share) = up.blocks.recv() => {
                 if let Err(reason) = link.forward(up, &mut framed, share).await {
@@ -162,12 +180,7 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
                     return link.fail(up, reason);
                 }
             }
-            Ok(()) = layouts.changed() => link.on_new_layout(up),
-            _ = tick.tick() => {
-                if let Err(reason) = link.check_health(up) {
-                    return link.fail(up, reason);
-                }
-            }
+            Ok(()) = layouts.changed() => link.republish(up, true),
         }
     }
 }
@@ -189,6 +202,18 @@ fn fit_layouts(up: &Upstream, extranonce: &PoolExtranonce) -> Result<(), String>
             Ok(())
         }
         Err(e) => Err(format!("{e}: the pool cannot be used")),
+    }
+}
+
+/// Writes one line to the pool within [`WRITE_TIMEOUT`].
+async fn write(framed: &mut PoolFramed, line: String) -> Result<(), String> {
+    match timeout(WRITE_TIMEOUT, framed.send(line)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write: {e}")),
+        Err(_) => Err(format!(
+            "pool stopped reading (no write in {}s)",
+            WRITE_TIMEOUT.as_secs()
+        )),
     }
 }
 
@@ -249,10 +274,7 @@ impl Link {
             sent: Instant::now(),
             credited: share.credited,
         });
-        framed
-            .send(ClientMethod::Submit(submit).to_line(Id::from(id)))
-            .await
-            .map_err(|e| format!("write: {e}"))
+        write(framed, ClientMethod::Submit(submit).to_line(Id::from(id))).await
     }
 
     /// Handles one line from the pool; `Ok(Some(_))` ends the connection
@@ -269,7 +291,7 @@ impl Link {
                 self.bad_lines += 1;
                 warn!(pool = %up.name, error = %e, "unreadable line from pool");
                 if let Some(response) = e.to_response() {
-                    let _ = framed.send(response.to_line()).await;
+                    write(framed, response.to_line()).await?;
                 }
                 if self.bad_lines >= MAX_BAD_LINES {
                     return Err(format!("{MAX_BAD_LINES} unreadable lines in a row"));
@@ -318,6 +340,8 @@ impl Link {
                 };
                 fit_layouts(up, &extranonce)?;
                 self.extranonce = Some(extranonce);
+                // A job that came before this answer can be served now.
+                self.republish(up, false);
             }
             Pending::Authorize => {
                 let accepted = response.error.is_none() && response.result.as_bool() != Some(false);
@@ -326,9 +350,7 @@ impl Link {
                 }
                 self.authorized = true;
                 // Pools often send the first job before this answer.
-                if self.last_job.is_some() {
-                    self.set_up(up);
-                }
+                self.maybe_up(up);
             }
             Pending::Configure => {
                 let mask = ConfigureResult::from_result(&response.result)
@@ -356,10 +378,16 @@ impl Link {
             ServerMethod::Notify(notify) => self.on_notify(up, &notify),
             ServerMethod::SetDifficulty(difficulty) => {
                 self.difficulty = difficulty;
+                self.difficulty_known = true;
                 up.metrics
                     .pool_difficulty
                     .with_label_values(&[&up.name])
                     .set(difficulty.as_f64());
+                // Pools apply a new difficulty at once, often without a new
+                // job: the current job is offered again at the new one, so
+                // miners' vardiff ceiling and the forwarding target follow.
+                self.republish(up, false);
+                self.maybe_up(up);
             }
             ServerMethod::SetExtranonce {
                 extranonce1,
@@ -371,6 +399,15 @@ impl Link {
                 };
                 fit_layouts(up, &extranonce)?;
                 self.extranonce = Some(extranonce);
+                // Jobs translated for the old extranonce1 build coinbases the
+                // pool no longer expects: void them until the next job.
+                self.last_notify = None;
+                up.metrics.pool_up.with_label_values(&[&up.name]).set(0);
+                up.state.send_modify(|state| {
+                    state.epoch += 1;
+                    state.jobs.clear();
+                    state.up = false;
+                });
             }
             ServerMethod::SetVersionMask(mask) => {
                 up.state
@@ -383,7 +420,9 @@ impl Link {
                 info!(pool = %up.name, ?wait, "pool asked to reconnect; reconnecting to the configured address");
                 return Ok(Some(Ended::Lost {
                     reason: "pool asked to reconnect".into(),
-                    healthy: true,
+                    // Only a pool that served jobs resets the backoff: one
+                    // that answers every connection with a reconnect waits.
+                    healthy: self.healthy,
                     wait: Some(wait.max(Duration::from_millis(100))),
                 }));
             }
@@ -394,10 +433,7 @@ impl Link {
             ServerMethod::GetVersion => {
                 if !id.is_null() {
                     let version = format!("hashsplit/{}", env!("CARGO_PKG_VERSION"));
-                    framed
-                        .send(Response::ok(id, version).to_line())
-                        .await
-                        .map_err(|e| format!("write: {e}"))?;
+                    write(framed, Response::ok(id, version).to_line()).await?;
                 }
             }
         }
@@ -405,43 +441,70 @@ impl Link {
     }
 
     fn on_notify(&mut self, up: &Upstream, notify: &hashsplit_stratum::Notify) {
+        self.last_notify = Some(notify.clone());
         if self.extranonce.is_none() {
-            debug!(pool = %up.name, "job before subscribe answered; ignored");
+            debug!(pool = %up.name, "job before subscribe answered; kept for then");
             return;
         }
         let epoch = up.state.borrow().epoch + u64::from(notify.clean_jobs);
         let jobs = self.translate(up, notify, epoch, &[]);
-        self.last_notify = Some(notify.clone());
         if jobs.is_empty() {
             return;
         }
-        self.last_job = Some(Instant::now());
+        let now = Instant::now();
+        self.first_job.get_or_insert(now);
+        self.last_job = Some(now);
         up.metrics.job_received(&up.name);
         up.state.send_modify(|state| {
             state.epoch = epoch;
             state.jobs = jobs;
         });
-        if self.authorized {
-            self.set_up(up);
-        }
+        self.maybe_up(up);
     }
 
-    /// Translates the current job for a layout that appeared since it came
-    /// (a narrower one, after some pool turned out too small).
-    fn on_new_layout(&mut self, up: &Upstream) {
-        let Some(notify) = self.last_notify.clone() else {
+    /// Translates the latest job again and publishes it, in the same epoch
+    /// and without clean_jobs: after a new difficulty or extranonce answer
+    /// (`keep_existing = false`), or for a layout that appeared since
+    /// (`keep_existing = true`, the other layouts keep their job).
+    fn republish(&mut self, up: &Upstream, keep_existing: bool) {
+        let Some(mut notify) = self.last_notify.clone() else {
             return;
         };
+        notify.clean_jobs = false;
         let (epoch, have) = {
             let state = up.state.borrow();
-            (state.epoch, state.jobs.clone())
+            let have = if keep_existing {
+                state.jobs.clone()
+            } else {
+                Vec::new()
+            };
+            (state.epoch, have)
         };
         let mut jobs = self.translate(up, &notify, epoch, &have);
         if jobs.is_empty() {
             return;
         }
+        if self.first_job.is_none() {
+            let now = Instant::now();
+            self.first_job = Some(now);
+            self.last_job = Some(now);
+            up.metrics.job_received(&up.name);
+        }
         jobs.splice(0..0, have);
         up.state.send_modify(|state| state.jobs = jobs);
+    }
+
+    /// Marks the pool up once it is authorized, has a job, and said its
+    /// difficulty (or had [`DIFFICULTY_GRACE`] to say it).
+    fn maybe_up(&mut self, up: &Upstream) {
+        let has_job = !up.state.borrow().jobs.is_empty();
+        let difficulty_settled = self.difficulty_known
+            || self
+                .first_job
+                .is_some_and(|at| at.elapsed() >= DIFFICULTY_GRACE);
+        if self.authorized && has_job && difficulty_settled {
+            self.set_up(up);
+        }
     }
 
     /// Translates `notify` for every layout that fits this pool and is not
@@ -508,12 +571,18 @@ impl Link {
                 up.settle(reply, Outcome::PoolTimeout, credited);
             }
         }
-        if !self.pending.is_empty() && now.duration_since(self.last_line) >= SILENCE_TIMEOUT {
+        let owes_answers = self
+            .pending
+            .values()
+            .any(|p| matches!(p, Pending::Submit { .. }));
+        if owes_answers && now.duration_since(self.last_line) >= SILENCE_TIMEOUT {
             return Err(format!(
                 "pool stopped answering ({}s of silence)",
                 SILENCE_TIMEOUT.as_secs()
             ));
         }
+        // A pool that never sets a difficulty is served at Stratum's default.
+        self.maybe_up(up);
         match self.last_job {
             None if now.duration_since(self.connected) >= HANDSHAKE_TIMEOUT => {
                 Err("no authorized job within the handshake time".into())

@@ -106,3 +106,4 @@ pub fn logs() {
         .with_test_writer()
         .try_init();
 }
+pub mod scripted;

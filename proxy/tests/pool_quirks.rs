@@ -1,0 +1,324 @@
+//! Pools that bend the rules, scripted line by line: the proxy keeps
+//! miners' work valid for the pool and every share accounted for.
+
+mod common;
+
+use std::time::Duration;
+
+use common::scripted::{Script, ScriptedPool};
+use common::{config, fast_policy, pool_entry};
+use hashsplit::Proxy;
+use hashsplit_stratum::{
+    ClientMethod, Configure, ConfigureResult, Difficulty, Id, Incoming, Job, Method, ServerMethod,
+    ShareContext, Target,
+};
+use miner_sim::client::StratumClient;
+use miner_sim::{eventually, find_share_rolled};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+async fn proxy_for(pool: &ScriptedPool, downstream: &str) -> Proxy {
+    common::logs();
+    let toml = format!(
+        "{}\n{downstream}\n{}",
+        fast_policy(1.0),
+        pool_entry(0, pool.addr, "")
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Proxy::start(config(&toml), listener).unwrap()
+}
+
+async fn pool_up(proxy: &Proxy) -> bool {
+    let metrics = proxy.metrics();
+    eventually(Duration::from_secs(10), || {
+        metrics.sum("hashsplit_pool_up", &[]) == 1.0
+    })
+    .await
+}
+
+fn d(value: f64) -> Difficulty {
+    Difficulty::try_new(value).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_lowering_its_difficulty_reaches_miners_without_a_new_job() {
+    let pool = ScriptedPool::start(&[0xaa; 4], 8, Some(0x1fff_e000), false).await;
+    pool.set_difficulty(4096.0);
+    pool.notify("j1", true);
+    let proxy = proxy_for(&pool, "").await;
+    assert!(pool_up(&proxy).await);
+    let mut miner = StratumClient::connect(proxy.local_addr()).await.unwrap();
+    let handshake = miner.handshake("w").await.unwrap();
+    assert_eq!(handshake.difficulty, d(4096.0), "never above the pool's");
+
+    pool.set_difficulty(256.0);
+    let (_, call) = miner.next_call().await.unwrap();
+    assert_eq!(call, ServerMethod::SetDifficulty(d(256.0)));
+    let job = miner.next_job().await.unwrap();
+    assert!(
+        !job.clean_jobs,
+        "the same work, offered at the new difficulty"
+    );
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_sending_its_job_before_its_difficulty_never_gets_miners_at_difficulty_one() {
+    let pool = ScriptedPool::start(&[0xaa; 4], 8, Some(0x1fff_e000), false).await;
+    let proxy = proxy_for(&pool, "").await;
+    eventually(Duration::from_secs(5), || pool.connections() == 1).await;
+    pool.notify("j1", true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pool.set_difficulty(65536.0);
+    assert!(pool_up(&proxy).await);
+    let mut miner = StratumClient::connect(proxy.local_addr()).await.unwrap();
+    let handshake = miner.handshake("w").await.unwrap();
+    // The configured initial difficulty, not Stratum's default 1 that was
+    // in force for the 300 ms before the pool said its difficulty.
+    assert_eq!(handshake.difficulty, d(8192.0));
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_extranonce_from_the_pool_voids_the_jobs_built_on_the_old_one() {
+    let pool = ScriptedPool::start(&[0xaa; 4], 8, None, false).await;
+    pool.set_difficulty(1e-6);
+    pool.notify("j1", true);
+    let proxy = proxy_for(&pool, "[downstream]\nmin_difficulty = 0.000001\n").await;
+    assert!(pool_up(&proxy).await);
+    let mut miner = StratumClient::connect(proxy.local_addr()).await.unwrap();
+    let handshake = miner.handshake("w").await.unwrap();
+    let en1 = handshake.subscribed.extranonce1.clone();
+    let job = Job::from_notify(
+        &handshake.job,
+        en1.len() + handshake.subscribed.extranonce2_size,
+    )
+    .unwrap();
+    let ctx = ShareContext {
+        extranonce1: &en1,
+        version_mask: None,
+        miner_target: d(1e-6).to_target().min(handshake.difficulty.to_target()),
+        pool_target: Target::MAX,
+    };
+    let (share, _) = find_share_rolled(
+        &job,
+        &ctx,
+        &[0, 0, 0, 1],
+        handshake.job.ntime,
+        None,
+        0,
+        1 << 22,
+    )
+    .unwrap();
+
+    pool.send_line(
+        ServerMethod::SetExtranonce {
+            extranonce1: vec![0xbb; 4],
+            extranonce2_size: 8,
+        }
+        .to_line(Id::Null),
+    );
+    let metrics = proxy.metrics();
+    assert!(
+        eventually(Duration::from_secs(5), || metrics
+            .sum("hashsplit_pool_up", &[])
+            == 0.0)
+        .await
+    );
+    let answer = miner
+        .submit("w", &handshake.job.job_id, &share)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.error.map(|e| e.code),
+        Some(21),
+        "built on the old extranonce1: stale"
+    );
+    assert!(pool.submits.lock().unwrap().is_empty(), "never forwarded");
+
+    // The next job is built on the new extranonce1 and mined as usual.
+    pool.notify("j2", false);
+    let fresh = miner.next_job().await.unwrap();
+    let job = Job::from_notify(&fresh, en1.len() + handshake.subscribed.extranonce2_size).unwrap();
+    let (share, _) =
+        find_share_rolled(&job, &ctx, &[0, 0, 0, 2], fresh.ntime, None, 0, 1 << 22).unwrap();
+    let answer = miner.submit("w", &fresh.job_id, &share).await.unwrap();
+    assert!(answer.error.is_none(), "{answer:?}");
+    assert!(
+        eventually(Duration::from_secs(5), || pool
+            .submits
+            .lock()
+            .unwrap()
+            .len()
+            == 1)
+        .await
+    );
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_refusing_version_rolling_late_narrows_the_miners_mask() {
+    // The pool answers mining.configure only after the miner has its mask.
+    let pool = ScriptedPool::start(&[0xaa; 4], 8, None, true).await;
+    pool.set_difficulty(1e-6);
+    pool.notify("j1", true);
+    let proxy = proxy_for(&pool, "[downstream]\nmin_difficulty = 0.000001\n").await;
+    assert!(pool_up(&proxy).await);
+    let mut miner = StratumClient::connect(proxy.local_addr()).await.unwrap();
+    let answer = miner
+        .call(&ClientMethod::Configure(Configure::version_rolling(
+            0x1fff_e000,
+            2,
+        )))
+        .await
+        .unwrap();
+    let granted = ConfigureResult::from_result(&answer.result)
+        .unwrap()
+        .version_rolling;
+    assert_eq!(granted, Some(0x1fff_e000), "no pool has refused yet");
+    let handshake = miner.handshake("w").await.unwrap();
+
+    pool.send(Script::AnswerConfigure);
+    let (_, call) = miner.next_call().await.unwrap();
+    assert_eq!(
+        call,
+        ServerMethod::SetVersionMask(0),
+        "the miner is told to stop rolling"
+    );
+
+    let en1 = handshake.subscribed.extranonce1.clone();
+    let job = Job::from_notify(
+        &handshake.job,
+        en1.len() + handshake.subscribed.extranonce2_size,
+    )
+    .unwrap();
+    let ctx = ShareContext {
+        extranonce1: &en1,
+        version_mask: Some(0x1fff_e000),
+        miner_target: handshake.difficulty.to_target(),
+        pool_target: Target::MAX,
+    };
+    let (rolled, _) = find_share_rolled(
+        &job,
+        &ctx,
+        &[0, 0, 0, 3],
+        handshake.job.ntime,
+        Some(0x2000),
+        0,
+        1 << 22,
+    )
+    .unwrap();
+    let answer = miner
+        .submit("w", &handshake.job.job_id, &rolled)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.error.map(|e| e.code),
+        Some(20),
+        "rolled bits the pool cannot take"
+    );
+    assert!(pool.submits.lock().unwrap().is_empty(), "never forwarded");
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_that_stops_reading_is_given_up_and_every_share_is_settled() {
+    let pool = ScriptedPool::start(&[0xaa; 4], 8, None, false).await;
+    pool.set_difficulty(1e-9);
+    pool.notify("j1", true);
+    let proxy = proxy_for(&pool, "[downstream]\nmin_difficulty = 0.000000001\n").await;
+    assert!(pool_up(&proxy).await);
+    pool.send(Script::StopReading);
+
+    // A raw miner: it writes a flood of valid shares while reading every
+    // answer, so only the pool side can back up.
+    let stream = tokio::net::TcpStream::connect(proxy.local_addr())
+        .await
+        .unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let subscribe = ClientMethod::Subscribe {
+        user_agent: None,
+        session_id: None,
+    };
+    let authorize = ClientMethod::Authorize {
+        user: "w".into(),
+        password: None,
+    };
+    for (id, call) in [(1u64, subscribe), (2, authorize)] {
+        write
+            .write_all(format!("{}\n", call.to_line(Id::from(id))).as_bytes())
+            .await
+            .unwrap();
+    }
+    let (mut en1, mut notify, mut difficulty) = (None, None, None);
+    while notify.is_none() {
+        let line = lines.next_line().await.unwrap().unwrap();
+        match Incoming::<ServerMethod>::from_line(&line).unwrap() {
+            Incoming::Response(r) if r.id.as_u64() == Some(1) => {
+                en1 = Some(
+                    hashsplit_stratum::SubscribeResult::from_result(&r.result)
+                        .unwrap()
+                        .extranonce1,
+                );
+            }
+            Incoming::Call {
+                method: ServerMethod::SetDifficulty(d),
+                ..
+            } => difficulty = Some(d),
+            Incoming::Call {
+                method: ServerMethod::Notify(n),
+                ..
+            } => notify = Some(n),
+            _ => {}
+        }
+    }
+    let (en1, notify, difficulty) = (en1.unwrap(), notify.unwrap(), difficulty.unwrap());
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let job = Job::from_notify(&notify, en1.len() + 4).unwrap();
+    let ctx = ShareContext {
+        extranonce1: &en1,
+        version_mask: None,
+        miner_target: difficulty.to_target().min(d(1e-9).to_target()),
+        pool_target: Target::MAX,
+    };
+    let mut flood = String::new();
+    for i in 0..40_000u32 {
+        let (share, _) =
+            find_share_rolled(&job, &ctx, &i.to_be_bytes(), notify.ntime, None, 0, 1 << 16)
+                .unwrap();
+        let submit = miner_sim::client::submit_params("w", &notify.job_id, &share);
+        flood.push_str(&ClientMethod::Submit(submit).to_line(Id::from(u64::from(i) + 10)));
+        flood.push('\n');
+    }
+    write.write_all(flood.as_bytes()).await.unwrap();
+
+    let metrics = proxy.metrics();
+    assert!(
+        eventually(Duration::from_secs(20), || metrics
+            .sum("hashsplit_pool_up", &[])
+            == 0.0)
+        .await,
+        "a pool that stopped reading is marked down"
+    );
+    let settled = eventually(Duration::from_secs(20), || {
+        metrics.sum("hashsplit_shares_submitted_total", &[]) == 40_000.0
+            && metrics.sum("hashsplit_shares_in_flight", &[]) == 0.0
+    })
+    .await;
+    assert!(
+        settled,
+        "in flight: {}",
+        metrics.sum("hashsplit_shares_in_flight", &[])
+    );
+    assert_eq!(
+        metrics.sum("hashsplit_shares_total", &[]),
+        40_000.0,
+        "every share settled once"
+    );
+    let started = tokio::time::Instant::now();
+    proxy.shutdown(Duration::from_secs(2)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown is bounded"
+    );
+}
