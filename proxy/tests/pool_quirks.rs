@@ -9,10 +9,10 @@ use common::scripted::{Script, ScriptedPool};
 use common::{config, fast_policy, pool_entry};
 use hashsplit::Proxy;
 use hashsplit_stratum::{
-    ClientMethod, Configure, ConfigureResult, Difficulty, Id, Incoming, Job, Method, ServerMethod,
-    ShareContext, Target,
+    ClientMethod, Configure, ConfigureResult, Difficulty, Id, Incoming, Job, Method, Notify,
+    ServerMethod, ShareContext, Submission, Target,
 };
-use miner_sim::client::StratumClient;
+use miner_sim::client::{Handshake, StratumClient};
 use miner_sim::{eventually, find_share_rolled};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -37,6 +37,47 @@ async fn pool_up(proxy: &Proxy) -> bool {
 
 fn d(value: f64) -> Difficulty {
     Difficulty::try_new(value).unwrap()
+}
+
+/// A scripted pool at a tiny difficulty with one job out, and a proxy in
+/// front of it with the pool up.
+async fn tiny_pool(version_mask: Option<u32>, hold_configure: bool) -> (ScriptedPool, Proxy) {
+    let pool = ScriptedPool::start(&[0xaa; 4], 8, version_mask, hold_configure).await;
+    pool.set_difficulty(1e-6);
+    pool.notify("j1", true);
+    let proxy = proxy_for(&pool, "[downstream]\nmin_difficulty = 0.000001\n").await;
+    assert!(pool_up(&proxy).await);
+    (pool, proxy)
+}
+
+/// Finds a share on `job` (as the proxy sent it) for the miner that got
+/// `handshake`, meeting both its difficulty and the pool's 1e-6.
+fn share_on(
+    handshake: &Handshake,
+    job: &Notify,
+    extranonce2: u32,
+    version_bits: Option<u32>,
+) -> Submission {
+    let en1 = &handshake.subscribed.extranonce1;
+    let prepared =
+        Job::from_notify(job, en1.len() + handshake.subscribed.extranonce2_size).unwrap();
+    let ctx = ShareContext {
+        extranonce1: en1,
+        version_mask: version_bits.map(|_| 0x1fff_e000),
+        miner_target: d(1e-6).to_target().min(handshake.difficulty.to_target()),
+        pool_target: Target::MAX,
+    };
+    find_share_rolled(
+        &prepared,
+        &ctx,
+        &extranonce2.to_be_bytes(),
+        job.ntime,
+        version_bits,
+        0,
+        1 << 22,
+    )
+    .unwrap()
+    .0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,97 +121,49 @@ async fn a_pool_sending_its_job_before_its_difficulty_never_gets_miners_at_diffi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_extranonce_from_the_pool_voids_the_jobs_built_on_the_old_one() {
-    let pool = ScriptedPool::start(&[0xaa; 4], 8, None, false).await;
-    pool.set_difficulty(1e-6);
-    pool.notify("j1", true);
-    let proxy = proxy_for(&pool, "[downstream]\nmin_difficulty = 0.000001\n").await;
-    assert!(pool_up(&proxy).await);
+    let (pool, proxy) = tiny_pool(None, false).await;
     let mut miner = StratumClient::connect(proxy.local_addr()).await.unwrap();
     let handshake = miner.handshake("w").await.unwrap();
-    let en1 = handshake.subscribed.extranonce1.clone();
-    let job = Job::from_notify(
-        &handshake.job,
-        en1.len() + handshake.subscribed.extranonce2_size,
-    )
-    .unwrap();
-    let ctx = ShareContext {
-        extranonce1: &en1,
-        version_mask: None,
-        miner_target: d(1e-6).to_target().min(handshake.difficulty.to_target()),
-        pool_target: Target::MAX,
-    };
-    let (share, _) = find_share_rolled(
-        &job,
-        &ctx,
-        &[0, 0, 0, 1],
-        handshake.job.ntime,
-        None,
-        0,
-        1 << 22,
-    )
-    .unwrap();
+    let share = share_on(&handshake, &handshake.job, 1, None);
 
-    pool.send_line(
-        ServerMethod::SetExtranonce {
-            extranonce1: vec![0xbb; 4],
-            extranonce2_size: 8,
-        }
-        .to_line(Id::Null),
-    );
+    let new_extranonce = ServerMethod::SetExtranonce {
+        extranonce1: vec![0xbb; 4],
+        extranonce2_size: 8,
+    };
+    pool.send_line(new_extranonce.to_line(Id::Null));
     let metrics = proxy.metrics();
-    assert!(
-        eventually(Duration::from_secs(5), || metrics
-            .sum("hashsplit_pool_up", &[])
-            == 0.0)
-        .await
-    );
+    let down = eventually(Duration::from_secs(5), || {
+        metrics.sum("hashsplit_pool_up", &[]) == 0.0
+    });
+    assert!(down.await, "no usable job until the next one");
     let answer = miner
         .submit("w", &handshake.job.job_id, &share)
         .await
         .unwrap();
-    assert_eq!(
-        answer.error.map(|e| e.code),
-        Some(21),
-        "built on the old extranonce1: stale"
-    );
+    let code = answer.error.map(|e| e.code);
+    assert_eq!(code, Some(21), "built on the old extranonce1: stale");
     assert!(pool.submits.lock().unwrap().is_empty(), "never forwarded");
 
     // The next job is built on the new extranonce1 and mined as usual.
     pool.notify("j2", false);
     let fresh = miner.next_job().await.unwrap();
-    let job = Job::from_notify(&fresh, en1.len() + handshake.subscribed.extranonce2_size).unwrap();
-    let (share, _) =
-        find_share_rolled(&job, &ctx, &[0, 0, 0, 2], fresh.ntime, None, 0, 1 << 22).unwrap();
+    let share = share_on(&handshake, &fresh, 2, None);
     let answer = miner.submit("w", &fresh.job_id, &share).await.unwrap();
     assert!(answer.error.is_none(), "{answer:?}");
-    assert!(
-        eventually(Duration::from_secs(5), || pool
-            .submits
-            .lock()
-            .unwrap()
-            .len()
-            == 1)
-        .await
-    );
+    let forwarded = eventually(Duration::from_secs(5), || {
+        pool.submits.lock().unwrap().len() == 1
+    });
+    assert!(forwarded.await);
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_refusing_version_rolling_late_narrows_the_miners_mask() {
     // The pool answers mining.configure only after the miner has its mask.
-    let pool = ScriptedPool::start(&[0xaa; 4], 8, None, true).await;
-    pool.set_difficulty(1e-6);
-    pool.notify("j1", true);
-    let proxy = proxy_for(&pool, "[downstream]\nmin_difficulty = 0.000001\n").await;
-    assert!(pool_up(&proxy).await);
+    let (pool, proxy) = tiny_pool(None, true).await;
     let mut miner = StratumClient::connect(proxy.local_addr()).await.unwrap();
-    let answer = miner
-        .call(&ClientMethod::Configure(Configure::version_rolling(
-            0x1fff_e000,
-            2,
-        )))
-        .await
-        .unwrap();
+    let configure = ClientMethod::Configure(Configure::version_rolling(0x1fff_e000, 2));
+    let answer = miner.call(&configure).await.unwrap();
     let granted = ConfigureResult::from_result(&answer.result)
         .unwrap()
         .version_rolling;
@@ -185,37 +178,13 @@ async fn a_pool_refusing_version_rolling_late_narrows_the_miners_mask() {
         "the miner is told to stop rolling"
     );
 
-    let en1 = handshake.subscribed.extranonce1.clone();
-    let job = Job::from_notify(
-        &handshake.job,
-        en1.len() + handshake.subscribed.extranonce2_size,
-    )
-    .unwrap();
-    let ctx = ShareContext {
-        extranonce1: &en1,
-        version_mask: Some(0x1fff_e000),
-        miner_target: handshake.difficulty.to_target(),
-        pool_target: Target::MAX,
-    };
-    let (rolled, _) = find_share_rolled(
-        &job,
-        &ctx,
-        &[0, 0, 0, 3],
-        handshake.job.ntime,
-        Some(0x2000),
-        0,
-        1 << 22,
-    )
-    .unwrap();
+    let rolled = share_on(&handshake, &handshake.job, 3, Some(0x2000));
     let answer = miner
         .submit("w", &handshake.job.job_id, &rolled)
         .await
         .unwrap();
-    assert_eq!(
-        answer.error.map(|e| e.code),
-        Some(20),
-        "rolled bits the pool cannot take"
-    );
+    let code = answer.error.map(|e| e.code);
+    assert_eq!(code, Some(20), "rolled bits the pool cannot take");
     assert!(pool.submits.lock().unwrap().is_empty(), "never forwarded");
     proxy.shutdown(Duration::from_secs(1)).await;
 }
