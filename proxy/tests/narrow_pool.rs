@@ -22,15 +22,15 @@ async fn miners_reconnect_once_for_a_narrow_pool_and_then_mine_it() {
         ..wide.clone()
     };
     let policy = "[policy]\nmax_share = 0.5\nwindow = \"20s\"\nmin_dwell = \"2s\"\nrebalance_every = \"1s\"\n";
-    let bed = Bed::start_with(
+    // The narrow pool is unreachable from the start: the miners join with
+    // the configured layout and mine the wide pool.
+    let bed = Bed::start_prepared(
         vec![(wide, ""), (narrow, "")],
         policy,
         "[downstream]\nmin_difficulty = 0.000001\n",
+        |pools| pools[1].set_fault(Fault::RefuseConnections),
     )
     .await;
-    // The narrow pool is unreachable at first: the miners join with the
-    // configured layout and mine the wide pool.
-    bed.pools[1].set_fault(Fault::RefuseConnections);
     let metrics = bed.proxy.metrics();
     assert!(
         eventually(Duration::from_secs(10), || metrics

@@ -29,6 +29,17 @@ impl Bed {
 
     /// Like [`Bed::start`], with extra sections (`[downstream]`, ...).
     pub async fn start_with(pools: Vec<(SimPoolConfig, &str)>, policy: &str, extra: &str) -> Bed {
+        Bed::start_prepared(pools, policy, extra, |_| {}).await
+    }
+
+    /// Like [`Bed::start_with`], running `prepare` on the pools before the
+    /// proxy starts (to inject a fault the proxy must meet first).
+    pub async fn start_prepared(
+        pools: Vec<(SimPoolConfig, &str)>,
+        policy: &str,
+        extra: &str,
+        prepare: impl FnOnce(&[SimPool]),
+    ) -> Bed {
         logs();
         let mut sims = Vec::new();
         let mut toml = format!("{policy}\n{extra}\n");
@@ -37,6 +48,7 @@ impl Bed {
             toml.push_str(&pool_entry(i, sim.addr(), lines));
             sims.push(sim);
         }
+        prepare(&sims);
         let config = config(&toml);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let proxy = Proxy::start(config, listener).expect("proxy starts");
