@@ -261,9 +261,11 @@ async fn a_pool_that_stops_reading_is_given_up_and_every_share_is_settled() {
     }
     write.write_all(flood.as_bytes()).await.unwrap();
 
+    // Given up when a write blocks for 5 s, or, if the socket buffers took
+    // the whole flood, when it has answered nothing for 30 s.
     let metrics = proxy.metrics();
     assert!(
-        eventually(Duration::from_secs(20), || metrics
+        eventually(Duration::from_secs(45), || metrics
             .sum("hashsplit_pool_up", &[])
             == 0.0)
         .await,
@@ -290,4 +292,37 @@ async fn a_pool_that_stops_reading_is_given_up_and_every_share_is_settled() {
         started.elapsed() < Duration::from_secs(5),
         "shutdown is bounded"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_that_sends_jobs_but_answers_no_share_is_given_up() {
+    let (pool, proxy) = tiny_pool(None, false).await;
+    let mut miner = StratumClient::connect(proxy.local_addr()).await.unwrap();
+    let handshake = miner.handshake("w").await.unwrap();
+    pool.send(Script::IgnoreSubmits);
+
+    let share = share_on(&handshake, &handshake.job, 1, None);
+    let answer = miner
+        .submit("w", &handshake.job.job_id, &share)
+        .await
+        .unwrap();
+    assert!(answer.error.is_some(), "unanswered: {answer:?}");
+    let metrics = proxy.metrics();
+    assert_eq!(
+        metrics.sum("hashsplit_shares_total", &[("reason", "pool-timeout")]),
+        1.0
+    );
+    // New jobs keep coming, yet the pool owes an answer it never gives.
+    let jobs = tokio::spawn(async move {
+        for i in 0.. {
+            pool.notify(&format!("k{i}"), false);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    let down = eventually(Duration::from_secs(40), || {
+        metrics.sum("hashsplit_pool_up", &[]) == 0.0
+    });
+    assert!(down.await, "a pool that answers no share is marked down");
+    jobs.abort();
+    proxy.shutdown(Duration::from_secs(1)).await;
 }

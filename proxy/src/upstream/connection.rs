@@ -30,7 +30,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A pool without a new job for this long is unhealthy.
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
-/// A pool that owes answers and has said nothing for this long is dead.
+/// A pool that has answered nothing for this long since it was sent a
+/// share is dead, whether it still sends jobs or not.
 const SILENCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Unreadable lines in a row before the connection is given up.
 const MAX_BAD_LINES: u32 = 50;
@@ -70,7 +71,9 @@ struct Link {
     last_job: Option<Instant>,
     /// The pool's latest job as sent, to translate for a new layout.
     last_notify: Option<hashsplit_stratum::Notify>,
-    last_line: Instant,
+    /// When the first share sent since the pool's last answer went out:
+    /// the pool owes an answer from then on.
+    owed_since: Option<Instant>,
     connected: Instant,
     bad_lines: u32,
     healthy: bool,
@@ -101,7 +104,7 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
         first_job: None,
         last_job: None,
         last_notify: None,
-        last_line: now,
+        owed_since: None,
         connected: now,
         bad_lines: 0,
         healthy: false,
@@ -162,7 +165,6 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
             }
             line = framed.next() => match line {
                 Some(Ok(line)) => {
-                    link.last_line = Instant::now();
                     match link.on_line(up, &mut framed, &line).await {
                         Ok(None) => {}
                         Ok(Some(ended)) => {
@@ -269,11 +271,13 @@ impl Link {
             nonce: format!("{:08x}", share.nonce),
             version_bits: share.version_bits.map(|bits| format!("{bits:08x}")),
         };
+        let sent = Instant::now();
         let id = self.request(Pending::Submit {
             reply: share.reply,
-            sent: Instant::now(),
+            sent,
             credited: share.credited,
         });
+        self.owed_since.get_or_insert(sent);
         write(framed, ClientMethod::Submit(submit).to_line(Id::from(id))).await
     }
 
@@ -307,6 +311,9 @@ impl Link {
     }
 
     fn on_response(&mut self, up: &Upstream, response: Response) -> Result<Option<Ended>, String> {
+        // Any answer, even a late one to a share already timed out, shows
+        // the pool is still working through what it was sent.
+        self.owed_since = None;
         let Some(pending) = response.id.as_u64().and_then(|id| self.pending.remove(&id)) else {
             debug!(pool = %up.name, id = ?response.id, "answer to no request of ours");
             return Ok(None);
@@ -571,13 +578,15 @@ impl Link {
                 up.settle(reply, Outcome::PoolTimeout, credited);
             }
         }
-        let owes_answers = self
-            .pending
-            .values()
-            .any(|p| matches!(p, Pending::Submit { .. }));
-        if owes_answers && now.duration_since(self.last_line) >= SILENCE_TIMEOUT {
+        // Shares time out one by one above; the pool itself is given up
+        // when it has answered nothing at all for a while since it was sent
+        // one, however few shares are still waiting.
+        if self
+            .owed_since
+            .is_some_and(|since| now.duration_since(since) >= SILENCE_TIMEOUT)
+        {
             return Err(format!(
-                "pool stopped answering ({}s of silence)",
+                "pool stopped answering (no answer for {}s since a share was sent)",
                 SILENCE_TIMEOUT.as_secs()
             ));
         }

@@ -25,6 +25,8 @@ pub enum Script {
     AnswerConfigure,
     /// Stop reading from the proxy (keep the connection open).
     StopReading,
+    /// Keep reading and answering, but never answer a `mining.submit`.
+    IgnoreSubmits,
 }
 
 /// A scripted pool on 127.0.0.1.
@@ -136,6 +138,7 @@ async fn serve(
     let mut framed = Framed::new(stream, LineCodec::new(LineCodec::UPSTREAM_MAX_LENGTH));
     let mut held_configure: Option<(Id, hashsplit_stratum::Configure)> = None;
     let mut reading = true;
+    let mut answer_submits = true;
     loop {
         tokio::select! {
             step = script.recv() => match step {
@@ -152,6 +155,7 @@ async fn serve(
                     }
                 }
                 Some(Script::StopReading) => reading = false,
+                Some(Script::IgnoreSubmits) => answer_submits = false,
             },
             line = framed.next(), if reading => {
                 let Some(Ok(line)) = line else { return true };
@@ -179,6 +183,9 @@ async fn serve(
                         ];
                         params.extend(submit.version_bits.map(|b| json!(b)));
                         submits.lock().unwrap().push(params);
+                        if !answer_submits {
+                            continue;
+                        }
                         json!(true)
                     }
                     _ => json!(true),
