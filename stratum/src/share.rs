@@ -218,14 +218,17 @@ impl Job {
     /// them: a share that is good for the pool or the network is never lost
     /// because the miner's own target was set too high.
     ///
-    /// # Panics
-    /// If `ctx.extranonce1.len() + submission.extranonce2().len()` differs
-    /// from the length the job was prepared for: the session fixes both.
+    /// A share whose extranonce1 and extranonce2 together differ from the
+    /// length the job was prepared for is refused as a bad extranonce2
+    /// length, never hashed.
     pub fn judge(
         &self,
         ctx: &ShareContext<'_>,
         submission: &Submission,
     ) -> Result<Verdict, Reject> {
+        if ctx.extranonce1.len() + submission.extranonce2().len() != self.extranonce_len {
+            return Err(Reject::BadLength(Field::Extranonce2));
+        }
         let hash = self.hash(ctx, submission);
         let verdict = Verdict {
             hash,

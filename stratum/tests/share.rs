@@ -197,6 +197,25 @@ fn wrong_lengths_are_rejected_per_field() {
 }
 
 #[test]
+fn an_extranonce_the_job_was_not_prepared_for_is_refused_not_hashed() {
+    let job = Fixture::new(60, 100, 3).job(12);
+    let short = Submission::from_hex("00112233", "6553f100", "0000abcd", None, 4).unwrap();
+    assert_eq!(
+        job.validate(&easy(None), &short),
+        Err(Reject::BadLength(Field::Extranonce2))
+    );
+    let long_en1 = [0u8; 8];
+    let ctx = ShareContext {
+        extranonce1: &long_en1,
+        ..easy(None)
+    };
+    assert_eq!(
+        job.judge(&ctx, &good()),
+        Err(Reject::BadLength(Field::Extranonce2))
+    );
+}
+
+#[test]
 fn ntime_must_be_within_the_job_window() {
     let fixture = Fixture::new(60, 100, 3);
     let job = fixture.job(12);
