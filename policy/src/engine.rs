@@ -114,6 +114,27 @@ impl Engine {
         &self.policy
     }
 
+    /// Runs `policy` from the next plan on, keeping what the engine knows:
+    /// miners, their estimates and placements, the work in the window and
+    /// pool health. New caps or weights start a new first window, as any
+    /// change of targets does. The pools must be the same ones in the same
+    /// order (a [`PoolId`] names the same pool before and after); otherwise
+    /// nothing changes and the policy is given back.
+    pub fn reconfigure(&mut self, policy: impl Into<Arc<Policy>>) -> Result<(), Arc<Policy>> {
+        let policy = policy.into();
+        let same_pools = policy.pools.len() == self.policy.pools.len()
+            && policy
+                .pools
+                .iter()
+                .zip(&self.policy.pools)
+                .all(|(new, old)| new.name == old.name);
+        if !same_pools {
+            return Err(policy);
+        }
+        self.policy = policy;
+        Ok(())
+    }
+
     /// Takes in one observation made at `now`.
     pub fn observe(&mut self, observation: Observation, now: Instant) {
         self.origin.get_or_insert(now);

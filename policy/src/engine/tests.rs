@@ -104,3 +104,36 @@ fn the_plan_reports_targets_caps_and_infeasibility() {
     assert_eq!(plan.pools[0].cap.get(), 0.3);
     assert!((plan.pools[0].target - 0.5).abs() < 1e-9);
 }
+
+#[test]
+fn a_new_policy_changes_the_targets_and_keeps_the_miners() {
+    let mut engine = up_engine(&[1.0, 1.0]);
+    for id in 0..4 {
+        engine.observe(
+            Observation::MinerJoined { miner: MinerId(id) },
+            Instant::ZERO,
+        );
+    }
+    let before = engine.plan(Instant::ZERO);
+    assert!((before.pools[0].target - 0.5).abs() < 1e-9);
+
+    engine.reconfigure(policy(&[0.25, 1.0], "30s")).unwrap();
+    let now = Instant::from_secs(5);
+    let after = engine.plan(now);
+    assert_eq!(after.pools[0].cap.get(), 0.25);
+    assert!((after.pools[0].target - 0.25).abs() < 1e-9);
+    assert!(after.pools.iter().all(|row| row.healthy), "health is kept");
+    for id in 0..4 {
+        assert!(after.pool_for(MinerId(id)).is_some(), "miner {id} is kept");
+    }
+}
+
+#[test]
+fn a_policy_with_other_pools_is_refused_and_changes_nothing() {
+    let mut engine = up_engine(&[1.0, 1.0]);
+    assert!(engine.reconfigure(policy(&[1.0, 1.0, 1.0], "30s")).is_err());
+    let mut renamed = policy(&[0.5, 1.0], "30s");
+    renamed.pools[1].name = "other".into();
+    assert!(engine.reconfigure(renamed).is_err());
+    assert_eq!(engine.policy().cap(PoolId(0)).get(), 1.0);
+}
