@@ -7,7 +7,8 @@
 //! [`jobs`] translates pool jobs so a miner can move between pools without
 //! reconnecting; [`vardiff`] and [`extranonce`] are per-miner state;
 //! [`metrics`] counts every share; [`config`] is the TOML file;
-//! [`simulate`] prints `hashsplit simulate`'s report.
+//! [`simulate`] prints `hashsplit simulate`'s report; [`reload`] checks a
+//! config file reloaded on SIGHUP.
 //!
 //! [`Proxy::start`] takes an already-bound listener, so tests bind
 //! `127.0.0.1:0` and pass it in; [`run`] serves until a shutdown future.
@@ -21,6 +22,7 @@ pub mod extranonce;
 pub mod jobs;
 pub mod metrics;
 pub mod policy_task;
+pub mod reload;
 pub mod session;
 pub mod simulate;
 pub mod upstream;
@@ -35,15 +37,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hashsplit_policy::{Assignment, PoolId};
+use hashsplit_policy::{Assignment, Policy, PoolId};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::jobs::{JobIds, Layout, Layouts};
 use crate::metrics::Metrics;
+use crate::reload::{ReloadError, Reloaded};
 use crate::session::{ReconnectLimiter, Shared};
 use crate::upstream::UpstreamConfig;
 
@@ -54,6 +57,10 @@ pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Proxy {
     local_addr: SocketAddr,
+    /// The config the proxy started with.
+    config: Arc<Config>,
+    /// The policy in force, read by the policy task.
+    policies: watch::Sender<Arc<Policy>>,
     metrics: Metrics,
     assignment: watch::Receiver<Arc<Assignment>>,
     accepting: CancellationToken,
@@ -102,8 +109,9 @@ impl Proxy {
                 )
             })
             .collect();
+        let (policies, in_force) = watch::channel(Arc::new(config.policy.clone()));
         let policy = policy_task::spawn(
-            Arc::new(config.policy.clone()),
+            in_force,
             upstreams.iter().map(|u| u.state.clone()).collect(),
             metrics.clone(),
             stopping.clone(),
@@ -129,6 +137,8 @@ impl Proxy {
         info!(listen = %local_addr, pools = pool_names.len(), "hashsplit listening for miners");
         Ok(Proxy {
             local_addr,
+            config,
+            policies,
             metrics,
             assignment,
             accepting,
@@ -159,6 +169,51 @@ impl Proxy {
     /// Returns the latest plan of the policy engine.
     pub fn assignment(&self) -> Arc<Assignment> {
         Arc::clone(&self.assignment.borrow())
+    }
+
+    /// Applies the policy of a reloaded config file (see [`reload`]): the
+    /// next plan uses it and no miner is disconnected. Refused, with the
+    /// running policy kept, if it changes the pools or their connections.
+    /// Logs and counts the outcome either way.
+    pub fn reload(&self, config: Config) -> Result<Reloaded, ReloadError> {
+        let in_force = Arc::clone(&self.policies.borrow());
+        match reload::compare(&self.config, &in_force, &config) {
+            Ok(reloaded) => {
+                self.policies.send_replace(Arc::new(config.policy));
+                self.count_reload(true);
+                info!(changes = ?reloaded.changes, "config reloaded: the policy in force is the file's");
+                if !reloaded.restart_needed.is_empty() {
+                    warn!(
+                        sections = ?reloaded.restart_needed,
+                        "these sections changed and take effect only at the next start"
+                    );
+                }
+                Ok(reloaded)
+            }
+            Err(e) => {
+                self.count_reload(false);
+                error!(error = %e, "config reload refused: the running policy stays in force");
+                Err(e)
+            }
+        }
+    }
+
+    /// Counts a reload whose file could not be read or parsed (its problems
+    /// are the reader's to log): the running policy stays in force.
+    pub fn reload_unreadable(&self) {
+        self.count_reload(false);
+        error!("config reload refused: the file is invalid; the running policy stays in force");
+    }
+
+    fn count_reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "rejected" };
+        self.metrics
+            .config_reloads
+            .with_label_values(&[result])
+            .inc();
+        self.metrics
+            .config_last_reload_successful
+            .set(i64::from(applied));
     }
 
     /// Stops accepting miners, waits up to `drain` for the answers of shares
@@ -193,18 +248,31 @@ impl Proxy {
 
 /// Serves miners on `listener` (and metrics on `metrics`, if given) until
 /// `shutdown` completes, then shuts down gracefully (see
-/// [`Proxy::shutdown`]).
+/// [`Proxy::shutdown`]). Each config on `reloads` is applied with
+/// [`Proxy::reload`]; `None` stands for a file that could not be loaded.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     metrics: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
+    mut reloads: mpsc::Receiver<Option<Config>>,
 ) -> std::io::Result<()> {
     let proxy = Proxy::start(config, listener)?;
     if let Some(metrics) = metrics {
         proxy.serve_metrics(metrics);
     }
-    shutdown.await;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(reload) = reloads.recv() => match reload {
+                Some(config) => {
+                    let _ = proxy.reload(config);
+                }
+                None => proxy.reload_unreadable(),
+            },
+        }
+    }
     info!("shutting down: no new miners, waiting for answers in flight");
     proxy.shutdown(SHUTDOWN_DRAIN).await;
     Ok(())

@@ -32,6 +32,7 @@ enum Command {
         every: Duration,
     },
     /// Runs the proxy: listens for miners and connects to every pool.
+    /// SIGHUP reloads the policy from the file without dropping a miner.
     Run {
         /// The hashsplit TOML file.
         #[arg(long)]
@@ -71,14 +72,14 @@ fn main() -> anyhow::Result<ExitCode> {
                 .context("starting the async runtime")?
                 .block_on(hashsplit::demo::run(duration, every, shutdown_signal()))?;
         }
-        Command::Run { config } => {
-            let Some(config) = load(&config)? else {
+        Command::Run { config: path } => {
+            let Some(config) = load(&path)? else {
                 return Ok(ExitCode::FAILURE);
             };
             init_tracing("info");
             tokio::runtime::Runtime::new()
                 .context("starting the async runtime")?
-                .block_on(serve(config))?;
+                .block_on(serve(config, path))?;
         }
         Command::Check { config } => {
             let Some(config) = load(&config)? else {
@@ -130,8 +131,8 @@ fn init_tracing(level: &str) {
 }
 
 /// Binds the miners' and the metrics listeners and serves until SIGINT or
-/// SIGTERM.
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// SIGTERM, reloading `path` on SIGHUP.
+async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -140,8 +141,49 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = tokio::net::TcpListener::bind(metrics_listen)
         .await
         .with_context(|| format!("listening for metrics on {metrics_listen}"))?;
-    hashsplit::run(config, listener, Some(metrics), shutdown_signal()).await?;
+    let (reloads, reloaded) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("listening for SIGHUP")?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!(file = %path.display(), "SIGHUP: reloading the config file");
+                if reloads.send(reload(&path)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop((reloads, path));
+    hashsplit::run(config, listener, Some(metrics), shutdown_signal(), reloaded).await?;
     Ok(())
+}
+
+/// Reads the config file again, logging its warnings and problems.
+fn reload(path: &Path) -> Option<Config> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "cannot read the config file");
+            return None;
+        }
+    };
+    match Config::from_toml_str(&text) {
+        Ok((config, warnings)) => {
+            for warning in warnings {
+                tracing::warn!("{}", located(path, &warning));
+            }
+            Some(config)
+        }
+        Err(error) => {
+            for problem in &error.errors {
+                tracing::error!("{}", located(path, problem));
+            }
+            None
+        }
+    }
 }
 
 /// Completes on the first SIGINT (Ctrl-C) or SIGTERM.

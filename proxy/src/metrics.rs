@@ -154,6 +154,10 @@ pub struct Metrics {
     pub policy_feasible: Gauge,
     /// Observations the policy task could not take in time.
     pub policy_observations_dropped: IntCounter,
+    /// Config reloads (SIGHUP) by result: `applied` or `rejected`.
+    pub config_reloads: IntCounterVec,
+    /// 1 if the latest reload was applied (or there was none), else 0.
+    pub config_last_reload_successful: IntGauge,
     /// Per-worker series (no-ops unless [`Metrics::with_per_worker`]).
     pub workers: WorkerMetrics,
 }
@@ -339,9 +343,26 @@ impl Metrics {
                     "Observations the policy task could not take in time",
                 ),
             ),
+            config_reloads: counter_vec(
+                &registry,
+                "hashsplit_config_reloads_total",
+                "Config file reloads (SIGHUP), by result: applied or rejected",
+                &["result"],
+            ),
+            config_last_reload_successful: register(
+                &registry,
+                IntGauge::new(
+                    "hashsplit_config_last_reload_successful",
+                    "1 if the latest config reload was applied (or there was none), 0 if it was rejected",
+                ),
+            ),
             workers: WorkerMetrics::disabled(),
             registry,
         };
+        for result in ["applied", "rejected"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
+        m.config_last_reload_successful.set(1);
         let build = register(
             &m.registry,
             IntGaugeVec::new(

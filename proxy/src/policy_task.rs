@@ -6,6 +6,7 @@
 //! `rebalance_every` (and at once after a join, a leave or a pool going up
 //! or down, so a new miner gets work without waiting), and publishes the
 //! [`Assignment`] on a `watch` that sessions read. It is the only writer.
+//! A reloaded policy arrives on another `watch` and is planned with at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,15 +53,17 @@ impl PolicyHandle {
     }
 }
 
-/// Starts the policy task.
+/// Starts the policy task; `policies` carries reloaded policies (same
+/// pools, see [`crate::reload`]).
 pub fn spawn(
-    policy: Arc<Policy>,
+    mut policies: watch::Receiver<Arc<Policy>>,
     pools: Vec<watch::Receiver<PoolState>>,
     metrics: Metrics,
     shutdown: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
 ) -> PolicyHandle {
     let start = Instant::now();
+    let policy = Arc::clone(&policies.borrow_and_update());
     let mut engine = Engine::new(Arc::clone(&policy));
     let first = Arc::new(engine.plan(PolicyInstant::ZERO));
     let (assignment_tx, assignment_rx) = watch::channel(first);
@@ -81,6 +84,7 @@ pub fn spawn(
         rebalance_every: policy.config.rebalance_every,
         work: work_rx,
         membership: membership_rx,
+        policies,
         assignment: assignment_tx,
         metrics: metrics.clone(),
         shutdown,
@@ -129,6 +133,7 @@ struct PolicyTask {
     rebalance_every: Duration,
     work: mpsc::Receiver<Observation>,
     membership: mpsc::Receiver<Observation>,
+    policies: watch::Receiver<Arc<Policy>>,
     assignment: watch::Sender<Arc<Assignment>>,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -159,6 +164,18 @@ impl PolicyTask {
                     self.publish();
                 }
                 _ = tick.tick() => self.publish(),
+                Ok(()) = self.policies.changed() => {
+                    let policy = Arc::clone(&self.policies.borrow_and_update());
+                    if policy.config.rebalance_every != self.rebalance_every {
+                        self.rebalance_every = policy.config.rebalance_every;
+                        tick = tokio::time::interval(self.rebalance_every);
+                        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    }
+                    match self.engine.reconfigure(policy) {
+                        Ok(()) => self.publish(),
+                        Err(_) => warn!("a reloaded policy names other pools; it is ignored"),
+                    }
+                }
             }
         }
     }

@@ -1,0 +1,127 @@
+//! Reloading the config (what SIGHUP does): the new caps are planned with at
+//! once, no miner reconnects, and a file that changes the pools is refused
+//! with the running policy kept.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Bed, POOL_USER, config, pool_entry};
+use hashsplit::reload::ReloadError;
+use hashsplit_stratum::Difficulty;
+use miner_sim::{Profile, SimMiner, SimMinerConfig, SimPoolConfig, eventually};
+
+const POLICY: &str =
+    "[policy]\nmax_share = 1.0\nwindow = \"20s\"\nmin_dwell = \"2s\"\nrebalance_every = \"1s\"\n";
+const DOWNSTREAM: &str = "[downstream]\nmin_difficulty = 0.000001\n";
+
+/// The bed's config file as rewritten by an operator: `pool_lines[i]` are
+/// the extra lines of pool i.
+fn rewritten(bed: &Bed, policy: &str, pool_lines: &[&str]) -> hashsplit::Config {
+    let mut toml = format!("{policy}\n{DOWNSTREAM}\n");
+    for (i, lines) in pool_lines.iter().enumerate() {
+        let addr = bed.pools.get(i).map_or(bed.pools[0].addr(), |p| p.addr());
+        toml.push_str(&pool_entry(i, addr, lines));
+    }
+    config(&toml)
+}
+
+fn cap(bed: &Bed, pool: usize) -> f64 {
+    bed.proxy.assignment().pools[pool].cap.get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_cap_is_planned_with_at_once_and_no_miner_reconnects() {
+    let pool = SimPoolConfig {
+        difficulty: Difficulty::try_new(1e-5).unwrap(),
+        ..SimPoolConfig::default()
+    };
+    let bed = Bed::start_with(vec![(pool.clone(), ""), (pool, "")], POLICY, DOWNSTREAM).await;
+    bed.pools_up().await;
+    let miners: Vec<_> = (0..4)
+        .map(|i| {
+            let mut config = SimMinerConfig::new(bed.addr(), Profile::Asic, &format!("m{i}"));
+            config.hashrate = Some(2e5);
+            SimMiner::start(config)
+        })
+        .collect();
+    let metrics = bed.proxy.metrics();
+    assert!(
+        eventually(Duration::from_secs(15), || miners
+            .iter()
+            .all(|m| m.stats().accepted > 0))
+        .await
+    );
+    assert_eq!(cap(&bed, 0), 1.0);
+
+    let reloaded = bed
+        .proxy
+        .reload(rewritten(&bed, POLICY, &["max_share = 0.2", ""]))
+        .expect("a new cap is applied");
+    assert_eq!(reloaded.changes.len(), 1, "{:?}", reloaded.changes);
+    assert!(reloaded.restart_needed.is_empty());
+    let planned = eventually(Duration::from_secs(5), || {
+        let plan = bed.proxy.assignment();
+        plan.pools[0].cap.get() == 0.2 && (plan.pools[0].target - 0.2).abs() < 1e-9
+    });
+    assert!(planned.await, "{:?}", bed.proxy.assignment().pools);
+    assert_eq!(
+        metrics.sum("hashsplit_policy_cap_ratio", &[("pool", "pool0")]),
+        0.2
+    );
+    // Four equal miners under a 0.2 cap: at most one (time-sliced) stays.
+    let moved = eventually(Duration::from_secs(10), || {
+        bed.proxy.assignment().pools[0].miners <= 1
+    });
+    assert!(moved.await, "{:?}", bed.proxy.assignment().pools);
+    assert_eq!(
+        metrics.sum("hashsplit_config_reloads_total", &[("result", "applied")]),
+        1.0
+    );
+
+    // A file with a third pool is refused whole; the 0.2 cap stays.
+    let refused = bed
+        .proxy
+        .reload(rewritten(&bed, POLICY, &["max_share = 0.5", "", ""]));
+    assert!(
+        matches!(refused, Err(ReloadError::PoolsChanged { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(cap(&bed, 0), 0.2);
+    assert_eq!(
+        metrics.sum("hashsplit_config_reloads_total", &[("result", "rejected")]),
+        1.0
+    );
+    assert_eq!(
+        metrics.sum("hashsplit_config_last_reload_successful", &[]),
+        0.0
+    );
+
+    // A [server] change waits for a restart; the policy part applies.
+    let server = format!("{POLICY}\n[server]\nmax_connections = 50\n");
+    let reloaded = bed
+        .proxy
+        .reload(rewritten(&bed, &server, &["", ""]))
+        .unwrap();
+    assert_eq!(reloaded.restart_needed, vec!["[server]"]);
+    assert!(eventually(Duration::from_secs(5), || cap(&bed, 0) == 1.0).await);
+    assert_eq!(
+        metrics.sum("hashsplit_config_last_reload_successful", &[]),
+        1.0
+    );
+
+    assert_eq!(
+        metrics.sum("hashsplit_downstream_disconnects_total", &[]),
+        0.0,
+        "no miner was dropped"
+    );
+    for miner in miners {
+        let stats = miner.stop().await;
+        assert_eq!(stats.reconnects, 0, "{stats:?}");
+        assert!(stats.accepted > 0);
+    }
+    for pool in &bed.pools {
+        assert_eq!(pool.stats().worker(POOL_USER).rejected, 0);
+    }
+    bed.stop().await;
+}
