@@ -146,3 +146,56 @@ async fn a_pool_killed_mid_run_loses_its_miners_to_the_others_and_no_share_is_lo
     assert_eq!(unaccounted(&bed), 0.0);
     bed.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_refusing_every_share_is_given_no_miners() {
+    // pool0 takes the connection and sends jobs but refuses every share
+    // (as a pool does for an account it will not pay).
+    let pool = SimPoolConfig {
+        difficulty: hashsplit_stratum::Difficulty::try_new(1e-4).unwrap(),
+        ..SimPoolConfig::default()
+    };
+    let bed = Bed::start_prepared(
+        vec![(pool.clone(), ""), (pool, "")],
+        &fast_policy(1.0),
+        "[downstream]\nmin_difficulty = 0.00001\n",
+        |pools| pools[0].set_fault(miner_sim::Fault::RejectAll),
+    )
+    .await;
+    bed.pools_up().await;
+    let miners: Vec<_> = (0..4)
+        .map(|i| {
+            let mut config = SimMinerConfig::new(bed.addr(), Profile::Asic, &format!("m{i}"));
+            config.hashrate = Some(5e5);
+            SimMiner::start(config)
+        })
+        .collect();
+    let metrics = bed.proxy.metrics();
+    let quarantined = eventually(Duration::from_secs(30), || {
+        metrics.sum("hashsplit_pool_up", &[("pool", "pool0")]) == 0.0
+    })
+    .await;
+    assert!(quarantined, "{:?}", bed.pools[0].stats().totals);
+    let refused = bed.pools[0].stats().totals.rejected;
+
+    // From then on the work goes to pool1 and is accepted there.
+    let accepted_before = bed.pools[1].stats().worker(POOL_USER).accepted;
+    let moved = eventually(Duration::from_secs(20), || {
+        bed.pools[1].stats().worker(POOL_USER).accepted >= accepted_before + 30
+    })
+    .await;
+    assert!(moved, "the miners mine pool1");
+    let refused_since = bed.pools[0].stats().totals.rejected - refused;
+    // Without the quarantine half of the 30 would have gone to pool0.
+    assert!(
+        refused_since <= 8,
+        "only shares on their way reach pool0 afterwards: {refused_since}"
+    );
+    let mut reconnects = 0;
+    for miner in miners {
+        reconnects += miner.stop().await.reconnects;
+    }
+    assert_eq!(reconnects, 0);
+    assert_eq!(bed.pools[1].stats().worker(POOL_USER).rejected, 0);
+    bed.stop().await;
+}

@@ -20,7 +20,9 @@ use tokio::time::{Instant, interval, timeout};
 use tokio_util::codec::Framed;
 use tracing::{debug, info, warn};
 
-use super::{Ended, Forward, SUBMIT_TIMEOUT, Upstream};
+mod health;
+
+use super::{Ended, Forward, Upstream};
 use crate::jobs::{PoolExtranonce, PoolJob};
 use crate::metrics::{Outcome, PoolReject};
 
@@ -77,6 +79,7 @@ struct Link {
     connected: Instant,
     bad_lines: u32,
     healthy: bool,
+    refusals: health::Refusals,
 }
 
 /// Runs one connection until it is lost or the proxy shuts down.
@@ -108,6 +111,7 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
         connected: now,
         bad_lines: 0,
         healthy: false,
+        refusals: health::Refusals::default(),
     };
     info!(pool = %up.name, %url, "connected to pool");
 
@@ -334,6 +338,7 @@ impl Link {
                     Err(_) => Outcome::RejectedByPool(PoolReject::Other),
                 };
                 up.settle(reply, outcome, credited);
+                self.judge_answer(up, outcome);
             }
             Pending::Subscribe => {
                 if let Some(error) = &response.error {
@@ -501,19 +506,6 @@ impl Link {
         up.state.send_modify(|state| state.jobs = jobs);
     }
 
-    /// Marks the pool up once it is authorized, has a job, and said its
-    /// difficulty (or had [`DIFFICULTY_GRACE`] to say it).
-    fn maybe_up(&mut self, up: &Upstream) {
-        let has_job = !up.state.borrow().jobs.is_empty();
-        let difficulty_settled = self.difficulty_known
-            || self
-                .first_job
-                .is_some_and(|at| at.elapsed() >= DIFFICULTY_GRACE);
-        if self.authorized && has_job && difficulty_settled {
-            self.set_up(up);
-        }
-    }
-
     /// Translates `notify` for every layout that fits this pool and is not
     /// among `have`.
     fn translate(
@@ -547,59 +539,5 @@ impl Link {
                 .map(Arc::new)
             })
             .collect()
-    }
-
-    /// Marks the pool up: authorized, with a job.
-    fn set_up(&mut self, up: &Upstream) {
-        self.healthy = true;
-        up.metrics.pool_up.with_label_values(&[&up.name]).set(1);
-        up.state
-            .send_if_modified(|state| !std::mem::replace(&mut state.up, true));
-    }
-
-    /// Times out unanswered shares and notices a pool that went quiet.
-    fn check_health(&mut self, up: &Upstream) -> Result<(), String> {
-        let now = Instant::now();
-        let expired: Vec<u64> = self
-            .pending
-            .iter()
-            .filter_map(|(id, p)| match p {
-                Pending::Submit { sent, .. } if now.duration_since(*sent) >= SUBMIT_TIMEOUT => {
-                    Some(*id)
-                }
-                _ => None,
-            })
-            .collect();
-        for id in expired {
-            if let Some(Pending::Submit {
-                reply, credited, ..
-            }) = self.pending.remove(&id)
-            {
-                up.settle(reply, Outcome::PoolTimeout, credited);
-            }
-        }
-        // Shares time out one by one above; the pool itself is given up
-        // when it has answered nothing at all for a while since it was sent
-        // one, however few shares are still waiting.
-        if self
-            .owed_since
-            .is_some_and(|since| now.duration_since(since) >= SILENCE_TIMEOUT)
-        {
-            return Err(format!(
-                "pool stopped answering (no answer for {}s since a share was sent)",
-                SILENCE_TIMEOUT.as_secs()
-            ));
-        }
-        // A pool that never sets a difficulty is served at Stratum's default.
-        self.maybe_up(up);
-        match self.last_job {
-            None if now.duration_since(self.connected) >= HANDSHAKE_TIMEOUT => {
-                Err("no authorized job within the handshake time".into())
-            }
-            Some(at) if now.duration_since(at) >= JOB_TIMEOUT => {
-                Err(format!("no new job for {}s", JOB_TIMEOUT.as_secs()))
-            }
-            _ => Ok(()),
-        }
     }
 }
