@@ -1,17 +1,23 @@
 //! The accept loop: connection limits, an extranonce1 per miner, and one
-//! session task each.
+//! session task each. With `[server] proxy_protocol`, each connection's
+//! PROXY header is read in a task of its own (a slow one stalls nobody) and
+//! the connection comes back to the loop under the miner's own address.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::extranonce::ExtranonceAllocator;
+use crate::metrics::Metrics;
+use crate::proxy_protocol;
 use crate::session::{Session, Shared};
 
 /// Counts live connections per IP address; a slot frees itself on drop.
@@ -66,10 +72,43 @@ pub(crate) async fn run(
         ExtranonceAllocator::new(usize::from(shared.config.downstream.extranonce1_size));
     let per_ip = PerIp::default();
     let metrics = shared.metrics.clone();
+    let (unwrapped, mut headed) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
+    // Connections whose PROXY header is still being read.
+    let reading = Arc::new(AtomicUsize::new(0));
+    let refuse = |reason: &str| {
+        metrics.downstream_connects.inc();
+        metrics
+            .downstream_disconnects
+            .with_label_values(&[reason])
+            .inc();
+    };
     loop {
         let (stream, peer) = tokio::select! {
             () = accepting.cancelled() => return,
+            Some(pair) = headed.recv() => {
+                reading.fetch_sub(1, Ordering::Relaxed);
+                pair
+            }
             accepted = listener.accept() => match accepted {
+                Ok(pair) if server.proxy_protocol => {
+                    let open = metrics.downstream_connections.get() as usize
+                        + reading.load(Ordering::Relaxed);
+                    if open >= max_connections {
+                        debug!(peer = %pair.1, "connection limit reached; refused");
+                        refuse("connection-limit");
+                        continue;
+                    }
+                    reading.fetch_add(1, Ordering::Relaxed);
+                    tasks.spawn(unwrap_header(
+                        pair,
+                        server.handshake_timeout,
+                        unwrapped.clone(),
+                        Arc::clone(&reading),
+                        metrics.clone(),
+                        stopping.clone(),
+                    ));
+                    continue;
+                }
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: back off a little
@@ -79,13 +118,6 @@ pub(crate) async fn run(
                     continue;
                 }
             },
-        };
-        let refuse = |reason: &str| {
-            metrics.downstream_connects.inc();
-            metrics
-                .downstream_disconnects
-                .with_label_values(&[reason])
-                .inc();
         };
         if metrics.downstream_connections.get() as usize >= max_connections {
             debug!(%peer, "connection limit reached; refused");
@@ -122,4 +154,46 @@ pub(crate) async fn run(
                 .inc();
         });
     }
+}
+
+/// Reads a connection's PROXY header within `timeout` and hands the
+/// connection back under the address it names; a connection without a
+/// valid header is closed and counted as bad input.
+async fn unwrap_header(
+    (mut stream, peer): (TcpStream, SocketAddr),
+    timeout: Duration,
+    admit: mpsc::Sender<(TcpStream, SocketAddr)>,
+    reading: Arc<AtomicUsize>,
+    metrics: Metrics,
+    stopping: CancellationToken,
+) {
+    let read = tokio::time::timeout(timeout, proxy_protocol::read_header(&mut stream));
+    let header = tokio::select! {
+        () = stopping.cancelled() => return refused(&reading, &metrics, "shutdown"),
+        header = read => header,
+    };
+    let source = match header {
+        Ok(Ok(source)) => source.unwrap_or(peer),
+        Ok(Err(e)) => {
+            warn!(%peer, error = %e, "connection refused");
+            return refused(&reading, &metrics, "bad-input");
+        }
+        Err(_) => {
+            debug!(%peer, "no PROXY protocol header in time");
+            return refused(&reading, &metrics, "handshake-timeout");
+        }
+    };
+    if admit.send((stream, source)).await.is_err() {
+        // The accept loop has stopped: the proxy is shutting down.
+        reading.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn refused(reading: &AtomicUsize, metrics: &Metrics, reason: &str) {
+    reading.fetch_sub(1, Ordering::Relaxed);
+    metrics.downstream_connects.inc();
+    metrics
+        .downstream_disconnects
+        .with_label_values(&[reason])
+        .inc();
 }

@@ -43,6 +43,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Longest line a miner may send, in bytes (default 16384).
     pub max_line_length: usize,
+    /// Whether every connection starts with a PROXY protocol header (v1 or
+    /// v2, from HAProxy and the like) naming the miner's address (default
+    /// false).
+    pub proxy_protocol: bool,
 }
 
 /// `[downstream]`: what each miner is told.
@@ -83,6 +87,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
             max_line_length: 16_384,
+            proxy_protocol: false,
         }
     }
 }
@@ -119,6 +124,7 @@ struct RawServer {
     handshake_timeout: Option<Spanned<String>>,
     idle_timeout: Option<Spanned<String>>,
     max_line_length: Option<Spanned<i64>>,
+    proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +242,7 @@ fn read_server(diag: &mut Diagnostics<'_>, raw: RawServer) -> ServerConfig {
             1 << 20,
         )
         .map_or(d.max_line_length, |n| n as usize),
+        proxy_protocol: raw.proxy_protocol.unwrap_or(d.proxy_protocol),
     };
     if server.max_connections_per_ip > server.max_connections {
         diag.warning(

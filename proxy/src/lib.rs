@@ -22,6 +22,7 @@ pub mod extranonce;
 pub mod jobs;
 pub mod metrics;
 pub mod policy_task;
+pub mod proxy_protocol;
 pub mod reload;
 pub mod session;
 pub mod simulate;
