@@ -310,8 +310,14 @@ impl Conn {
         self.budget = (self.budget + per_tick).min(per_tick * 100.0 + 1.0);
         while self.budget >= 1.0 && self.in_flight.len() < max_in_flight {
             self.budget -= 1.0;
-            let en2_bytes = self.extranonce2.to_be_bytes();
-            let en2 = &en2_bytes[8 - self.subscribed.extranonce2_size.min(8)..];
+            // The counter in the low bytes, zero-padded in front to the
+            // size the server gave (which may exceed 8 bytes).
+            let size = self.subscribed.extranonce2_size;
+            let counter = self.extranonce2.to_be_bytes();
+            let mut en2 = vec![0u8; size];
+            let low = size.min(counter.len());
+            en2[size - low..].copy_from_slice(&counter[counter.len() - low..]);
+            let en2 = &en2[..];
             let target = self.mining.difficulty.to_target();
             let ctx = ShareContext {
                 extranonce1: &self.subscribed.extranonce1,

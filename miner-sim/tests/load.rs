@@ -43,6 +43,8 @@ async fn every_share_is_answered_accepted_and_timed() {
         report.latency_max_us.unwrap(),
     );
     assert!(p50 <= p99 && p99 <= max);
+    // Measured on loopback, not left at a default: a round trip takes time.
+    assert!(max > 0, "{report}");
     assert!(report.answered_per_sec > 0.0);
 
     let stats = pool.stats();
@@ -64,6 +66,21 @@ async fn rejects_are_reported_by_code_and_reason() {
         Some(&report.submitted),
         "{report}"
     );
+    pool.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wide_extranonce2_from_the_server_is_filled_not_a_panic() {
+    let pool = SimPool::start(SimPoolConfig {
+        difficulty: Difficulty::try_new(1e-12).unwrap(),
+        extranonce2_size: 12,
+        ..quiet_config()
+    })
+    .await
+    .unwrap();
+    let report = run_load(short(&pool, 1)).await.unwrap();
+    assert!(report.submitted > 0, "{report}");
+    assert_eq!(report.accepted, report.submitted, "{report}");
     pool.shutdown().await;
 }
 
@@ -117,8 +134,14 @@ async fn a_stopped_run_ends_early_and_drains_its_answers() {
     let pool = easy_pool().await;
     let config = LoadConfig::new(pool.addr(), 2, 200.0, Duration::from_secs(3600));
     let stop = tokio::time::sleep(Duration::from_millis(300));
-    let report = miner_sim::run_load_until(config, stop).await.unwrap();
-    assert!(report.duration_secs < 3600.0);
+    // Ignoring the stop would run for the hour: the test would time out
+    // here instead of hanging.
+    let run = miner_sim::run_load_until(config, stop);
+    let report = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the run stops when told")
+        .unwrap();
+    assert!(report.duration_secs < 30.0, "{report}");
     assert!(report.submitted > 0);
     assert_eq!(report.answered, report.submitted);
     pool.shutdown().await;

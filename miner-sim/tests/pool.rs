@@ -244,6 +244,9 @@ async fn every_connection_gets_its_own_extranonce1_of_the_configured_sizes() {
     let foreign = share_for(&job, &a.extranonce1(), 4, 1e-5, 1, None);
     let mine = b.share(&job, 1e-5, 1, None);
     assert_ne!(foreign, mine);
+    // Hashed with b's extranonce1 it is a random hash: low difficulty
+    // (it could meet 1e-5 by chance once in ~43000 runs).
+    assert_eq!(code(&b.submit(&job, &foreign).await), Some(23));
     assert_eq!(code(&b.submit(&job, &mine).await), None);
     pool.shutdown().await;
 }

@@ -57,6 +57,15 @@ impl Drop for Slot {
     }
 }
 
+/// A connected miner in `hashsplit_downstream_connections`, until dropped.
+struct Open(Metrics);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.downstream_connections.dec();
+    }
+}
+
 /// Accepts miners until `accepting` is cancelled.
 pub(crate) async fn run(
     listener: TcpListener,
@@ -145,9 +154,11 @@ pub(crate) async fn run(
         );
         let metrics = metrics.clone();
         tasks.spawn(async move {
+            // Counted down even if the session were to panic.
+            let open = Open(metrics.clone());
             let ended = session.run().await;
             drop(slot);
-            metrics.downstream_connections.dec();
+            drop(open);
             metrics
                 .downstream_disconnects
                 .with_label_values(&[ended.as_str()])

@@ -464,12 +464,18 @@ impl Metrics {
 
     /// Returns the sum of a metric's samples whose labels include every
     /// `(name, value)` pair given (tests and the demo read figures this way).
+    ///
+    /// # Panics
+    /// If no metric has this name, so a misspelt name cannot pass for a
+    /// zero (every series but the per-worker ones exists from the start).
     pub fn sum(&self, metric: &str, labels: &[(&str, &str)]) -> f64 {
         let mut total = 0.0;
+        let mut found = metric.starts_with("hashsplit_worker_");
         for family in self.registry.gather() {
             if family.name() != metric {
                 continue;
             }
+            found = true;
             for sample in family.get_metric() {
                 let matches = labels.iter().all(|(name, value)| {
                     sample
@@ -482,6 +488,7 @@ impl Metrics {
                 }
             }
         }
+        assert!(found, "no metric is named {metric}");
         total
     }
 }

@@ -48,7 +48,9 @@ impl Vardiff {
 
     /// Returns the difficulty the miner should mine at now.
     pub fn current(&self) -> Difficulty {
-        Difficulty::try_new(self.current).expect("vardiff keeps a positive difficulty")
+        // Powers of two within f64's normal range keep this positive; the
+        // fallback only guards the invariant.
+        Difficulty::try_new(self.current).unwrap_or(Difficulty::ONE)
     }
 
     /// Sets the difficulty from a miner's `mining.suggest_difficulty`, within
@@ -129,15 +131,21 @@ impl Vardiff {
 
 /// Returns the power of two nearest to `value` (in log scale).
 fn power_of_two(value: f64) -> f64 {
-    2f64.powi(value.log2().round() as i32)
+    two_to(value.log2().round())
 }
 
 fn power_of_two_floor(value: f64) -> f64 {
-    2f64.powi(value.log2().floor() as i32)
+    two_to(value.log2().floor())
 }
 
 fn power_of_two_ceil(value: f64) -> f64 {
-    2f64.powi(value.log2().ceil() as i32)
+    two_to(value.log2().ceil())
+}
+
+/// Returns 2^`exponent`, with the exponent kept where the result is a
+/// normal, positive, finite number whatever a pool sent.
+fn two_to(exponent: f64) -> f64 {
+    2f64.powi(exponent.clamp(-1022.0, 1023.0) as i32)
 }
 
 #[cfg(test)]
@@ -158,6 +166,21 @@ mod tests {
             d(1024.0)
         );
         assert_eq!(Vardiff::new(d(0.01), d(1.0), 20.0, now).current(), d(1.0));
+    }
+
+    #[test]
+    fn extreme_pool_difficulties_never_break_the_miners_difficulty() {
+        let now = Instant::now();
+        let mut v = Vardiff::new(d(8192.0), d(0.001), 20.0, now);
+        for ceiling in [f64::MIN_POSITIVE, 1e-300, 1e300, f64::MAX] {
+            v.cap(d(ceiling), now);
+            let current = v.current().as_f64();
+            assert!(current.is_normal() && current > 0.0, "{ceiling}: {current}");
+            assert!(
+                current <= ceiling,
+                "never above the pool's {ceiling}: {current}"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

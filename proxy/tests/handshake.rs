@@ -61,7 +61,9 @@ async fn a_cpuminer_subscribes_authorizes_and_gets_difficulty_then_a_clean_job()
     );
     assert_eq!(job.coinb2, pool_job.notify.coinb2);
 
-    // cpuminer's quirk: every submit with id 4; unknown methods get an error.
+    // An unknown method gets an error under the miner's own id. (cpuminer's
+    // id 4 on every submit is mined through in mining.rs's
+    // every_profile_gets_shares_accepted_at_the_pool.)
     miner
         .send_line(r#"{"id":4,"method":"mining.ping","params":[]}"#)
         .await

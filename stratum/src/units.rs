@@ -32,9 +32,11 @@ impl Difficulty {
     /// Difficulty 1.
     pub const ONE: Difficulty = Difficulty(1.0);
 
-    /// Returns the difficulty, or an error if `value` is not finite and > 0.
+    /// Returns the difficulty, or an error if `value` is not finite and at
+    /// least [`f64::MIN_POSITIVE`] (a subnormal is as good as zero: its
+    /// powers of two and its target overflow).
     pub fn try_new(value: f64) -> Result<Self, UnitError> {
-        if value.is_finite() && value > 0.0 {
+        if value.is_finite() && value >= f64::MIN_POSITIVE {
             Ok(Difficulty(value))
         } else {
             Err(UnitError::BadDifficulty(value))
@@ -290,7 +292,16 @@ mod tests {
 
     #[test]
     fn difficulty_rejects_non_positive_and_non_finite() {
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let subnormal = f64::MIN_POSITIVE / 4.0;
+        for bad in [
+            0.0,
+            -1.0,
+            subnormal,
+            1e-310,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
             assert!(Difficulty::try_new(bad).is_err(), "{bad}");
         }
         assert_eq!(Difficulty::try_new(0.001).unwrap().as_f64(), 0.001);

@@ -88,19 +88,26 @@ fn windows_while_infeasible_are_not_violations_and_are_counted_as_such() {
 
 #[test]
 fn a_miner_group_that_joins_later_starts_absent() {
-    let policy = policy(&[1.0], "");
-    let text = "[[miner]]\nname = \"a\"\nhashrate = \"10TH/s\"\n\
-                [[miner]]\nname = \"b\"\nhashrate = \"10TH/s\"\n\
-                [[event]]\nat = \"30m\"\nminer_join = \"b\"\n";
-    let fleet = fleet(&policy, text);
+    // Two equal machines over two pools capped at half each: together they
+    // sit one per pool; alone, the first must be time-sliced between them.
+    let policy = policy(&[0.5, 0.5], "");
+    let machines = "[[miner]]\nname = \"a\"\nhashrate = \"10TH/s\"\n\
+                    [[miner]]\nname = \"b\"\nhashrate = \"10TH/s\"\n";
+    let late = format!("{machines}[[event]]\nat = \"30m\"\nminer_join = \"b\"\n");
     let options = SimOptions {
-        duration: Duration::from_secs(3600),
+        duration: Duration::from_secs(25 * 60),
         seed: 1,
     };
-    let report = simulate(&policy, &fleet, options);
-    assert_eq!(report.miners, 2);
-    // Only the first machine mines during the first half: one pool, all work.
-    assert_eq!(report.pools[0].share, 1.0);
+    let together = simulate(&policy, &fleet(&policy, machines), options);
+    let alone = simulate(&policy, &fleet(&policy, &late), options);
+    assert_eq!(alone.miners, 2);
+    assert!(
+        alone.switches >= together.switches + 4,
+        "b is absent before 30m, so a is sliced: {} vs {} switches",
+        alone.switches,
+        together.switches
+    );
+    assert_eq!(alone.cap_violations, 0, "{alone:?}");
 }
 
 #[test]
