@@ -107,7 +107,14 @@ async fn three_pools_get_their_capped_targets_at_their_own_accounting() {
         .iter()
         .map(|p| p.stats().worker(POOL_USER).accepted_difficulty)
         .collect();
+    let shares_before: u64 = (0..3).map(|i| accepted(&bed, i)).sum();
     tokio::time::sleep(Duration::from_secs(40)).await;
+    // On a slow machine the miners hash less: measure over enough shares
+    // for the tolerance below, however long that takes.
+    let enough = eventually(Duration::from_secs(90), || {
+        (0..3).map(|i| accepted(&bed, i)).sum::<u64>() >= shares_before + 1000
+    });
+    assert!(enough.await, "1000 pool shares to measure on");
     let after: Vec<f64> = bed
         .pools
         .iter()
@@ -121,8 +128,8 @@ async fn three_pools_get_their_capped_targets_at_their_own_accounting() {
     let delivered: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     let total: f64 = delivered.iter().sum();
     let shares: Vec<f64> = delivered.iter().map(|d| d / total).collect();
-    // ~1.2 MH/s at difficulty 1e-5 over 40 s is ~1100 pool shares: the
-    // counting noise of a 0.4 share is about 0.015, so 0.05 is generous.
+    // Over at least 1000 pool shares the counting noise of a 0.4 share is
+    // about 0.015, so 0.05 is generous.
     assert!(shares[0] <= 0.4 + 0.05, "pool0 over its cap: {shares:?}");
     assert!(
         (shares[0] - 0.4).abs() < 0.08,
