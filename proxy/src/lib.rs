@@ -62,6 +62,8 @@ pub struct Proxy {
     config: Arc<Config>,
     /// The policy in force, read by the policy task.
     policies: watch::Sender<Arc<Policy>>,
+    /// Each pool's `[[pool]]` entry, read by its upstream.
+    entries: Vec<watch::Sender<hashsplit_policy::PoolConfig>>,
     metrics: Metrics,
     assignment: watch::Receiver<Arc<Assignment>>,
     accepting: CancellationToken,
@@ -90,7 +92,7 @@ impl Proxy {
             extranonce2_size: usize::from(config.downstream.extranonce2_size),
         }));
         let ids = Arc::new(JobIds::default());
-        let upstreams: Vec<_> = config
+        let (upstreams, entries): (Vec<_>, Vec<_>) = config
             .policy
             .pools
             .iter()
@@ -109,7 +111,7 @@ impl Proxy {
                     &tasks,
                 )
             })
-            .collect();
+            .unzip();
         let (policies, in_force) = watch::channel(Arc::new(config.policy.clone()));
         let policy = policy_task::spawn(
             in_force,
@@ -140,6 +142,7 @@ impl Proxy {
             local_addr,
             config,
             policies,
+            entries,
             metrics,
             assignment,
             accepting,
@@ -173,13 +176,17 @@ impl Proxy {
     }
 
     /// Applies the policy of a reloaded config file (see [`reload`]): the
-    /// next plan uses it and no miner is disconnected. Refused, with the
-    /// running policy kept, if it changes the pools or their connections.
-    /// Logs and counts the outcome either way.
+    /// next plan uses it and no miner is disconnected; a pool whose url,
+    /// user or password changed is reconnected with them. Refused, with
+    /// the running policy kept, if it adds, removes or renames pools. Logs
+    /// and counts the outcome either way.
     pub fn reload(&self, config: Config) -> Result<Reloaded, ReloadError> {
         let in_force = Arc::clone(&self.policies.borrow());
         match reload::compare(&self.config, &in_force, &config) {
             Ok(reloaded) => {
+                for &pool in &reloaded.reconnect {
+                    self.entries[pool].send_replace(config.policy.pools[pool].clone());
+                }
                 self.policies.send_replace(Arc::new(config.policy));
                 self.count_reload(true);
                 info!(changes = ?reloaded.changes, "config reloaded: the policy in force is the file's");

@@ -3,11 +3,13 @@
 //! What can change in place is the policy: `[policy]` and each pool's
 //! `weight`, `max_share` and `network_share`. The engine keeps its miners,
 //! their estimates and the work in the window, so nobody reconnects and the
-//! new caps hold from the next plan. The pool list and each pool's address
-//! and credentials name live connections: a file that changes them is
-//! refused as a whole and the running policy stays. `[server]`,
-//! `[downstream]` and `[metrics]` take effect at the next start; a reload
-//! that changes them applies the policy and says what waits.
+//! new caps hold from the next plan. A pool whose `url`, `user` or
+//! `password` changed is reconnected with them (its miners mine the other
+//! pools meanwhile). The pool list itself names the engine's pools: a file
+//! that adds, removes, renames or reorders pools is refused as a whole and
+//! the running policy stays. `[server]`, `[downstream]` and `[metrics]`
+//! take effect at the next start; a reload that changes them applies the
+//! policy and says what waits.
 
 use hashsplit_policy::{Policy, PolicyConfig, PoolConfig};
 
@@ -24,14 +26,6 @@ pub enum ReloadError {
         /// Pool names in the new file, comma-separated.
         after: String,
     },
-    /// A pool's url, user or password changed.
-    #[error("pool {pool:?}: its {field} changed: restart hashsplit to reconnect it")]
-    PoolConnectionChanged {
-        /// The pool.
-        pool: String,
-        /// `url`, `user` or `password`.
-        field: &'static str,
-    },
 }
 
 /// What a reload changed and what waits for a restart.
@@ -41,6 +35,8 @@ pub struct Reloaded {
     pub changes: Vec<String>,
     /// Sections whose changes take effect at the next start.
     pub restart_needed: Vec<&'static str>,
+    /// Pools (by index) to reconnect with a new url, user or password.
+    pub reconnect: Vec<usize>,
 }
 
 /// Checks `new` against the running config and the policy in force;
@@ -61,12 +57,12 @@ pub fn compare(running: &Config, in_force: &Policy, new: &Config) -> Result<Relo
         });
     }
     let mut changes = policy_changes(&in_force.config, &new.policy.config);
-    for (old, pool) in in_force.pools.iter().zip(&new.policy.pools) {
-        if let Some(field) = connection_change(old, pool) {
-            return Err(ReloadError::PoolConnectionChanged {
-                pool: pool.name.clone(),
-                field,
-            });
+    let mut reconnect = Vec::new();
+    for (index, (old, pool)) in in_force.pools.iter().zip(&new.policy.pools).enumerate() {
+        let moved = connection_changes(old, pool);
+        if !moved.is_empty() {
+            reconnect.push(index);
+            changes.extend(moved);
         }
         changes.extend(pool_changes(old, pool));
     }
@@ -83,19 +79,23 @@ pub fn compare(running: &Config, in_force: &Policy, new: &Config) -> Result<Relo
     Ok(Reloaded {
         changes,
         restart_needed,
+        reconnect,
     })
 }
 
-fn connection_change(old: &PoolConfig, new: &PoolConfig) -> Option<&'static str> {
+/// Lists a pool's changed connection settings; a password is named, never
+/// shown.
+fn connection_changes(old: &PoolConfig, new: &PoolConfig) -> Vec<String> {
+    let name = &new.name;
+    let mut changes = Vec::new();
     if old.url != new.url {
-        Some("url")
-    } else if old.user != new.user {
-        Some("user")
-    } else if old.password != new.password {
-        Some("password")
-    } else {
-        None
+        changes.push(format!("{name}.url: {} -> {}", old.url, new.url));
     }
+    changes.extend(change(&format!("{name}.user"), &old.user, &new.user));
+    if old.password != new.password {
+        changes.push(format!("{name}.password: changed"));
+    }
+    changes
 }
 
 /// Returns `name: old -> new` for a setting that differs.
@@ -172,22 +172,29 @@ mod tests {
     }
 
     #[test]
-    fn other_pools_or_their_addresses_are_refused() {
+    fn other_pools_are_refused_and_new_addresses_reconnect() {
         let old = config("", &[("a", ""), ("b", "")]);
         let more = config("", &[("a", ""), ("b", ""), ("c", "")]);
         assert!(matches!(
             compare(&old, &old.policy, &more),
             Err(ReloadError::PoolsChanged { .. })
         ));
+        let swapped = config("", &[("b", ""), ("a", "")]);
+        assert!(compare(&old, &old.policy, &swapped).is_err());
+
         let mut moved = old.clone();
-        moved.policy.pools[1].password = "y".into();
+        moved.policy.pools[1].password = "secret".into();
+        moved.policy.pools[1].url.port = 4444;
+        let reloaded = compare(&old, &old.policy, &moved).unwrap();
+        assert_eq!(reloaded.reconnect, vec![1]);
         assert_eq!(
-            compare(&old, &old.policy, &moved),
-            Err(ReloadError::PoolConnectionChanged {
-                pool: "b".into(),
-                field: "password"
-            })
+            reloaded.changes,
+            vec![
+                "b.url: stratum+tcp://b.example:3333 -> stratum+tcp://b.example:4444",
+                "b.password: changed"
+            ]
         );
+        assert!(!format!("{reloaded:?}").contains("secret"));
     }
 
     #[test]

@@ -93,15 +93,18 @@ pub struct UpstreamConfig {
     pub version_mask: u32,
 }
 
-/// Starts the upstream task of one pool and returns its handle.
+/// Starts the upstream task of one pool and returns its handle, and the
+/// sender through which a reloaded `[[pool]]` entry (a new url, user or
+/// password) reaches it: the upstream then reconnects with it.
 pub fn spawn(
     config: UpstreamConfig,
     metrics: Metrics,
     ids: Arc<JobIds>,
     shutdown: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
-) -> UpstreamHandle {
+) -> (UpstreamHandle, watch::Sender<PoolConfig>) {
     let (state_tx, state_rx) = watch::channel(PoolState::default());
+    let (entry_tx, entry_rx) = watch::channel(config.config.clone());
     let (shares_tx, shares_rx) = mpsc::channel(FORWARD_QUEUE);
     let (blocks_tx, blocks_rx) = mpsc::channel(FORWARD_QUEUE);
     let name: Arc<str> = Arc::from(config.config.name.as_str());
@@ -113,17 +116,19 @@ pub fn spawn(
         state: state_tx,
         shares: shares_rx,
         blocks: blocks_rx,
+        entry: entry_rx,
         shutdown,
     };
     let pool = upstream.config.pool;
     tasks.spawn(upstream.run());
-    UpstreamHandle {
+    let handle = UpstreamHandle {
         pool,
         name,
         state: state_rx,
         shares: shares_tx,
         blocks: blocks_tx,
-    }
+    };
+    (handle, entry_tx)
 }
 
 /// How one connection ended.
@@ -149,6 +154,8 @@ struct Upstream {
     state: watch::Sender<PoolState>,
     shares: mpsc::Receiver<Forward>,
     blocks: mpsc::Receiver<Forward>,
+    /// The pool's `[[pool]]` entry as last reloaded.
+    entry: watch::Receiver<PoolConfig>,
     shutdown: CancellationToken,
 }
 
@@ -156,6 +163,7 @@ impl Upstream {
     async fn run(mut self) {
         let mut failures = 0u32;
         loop {
+            self.config.config = self.entry.borrow_and_update().clone();
             match connection::run(&mut self).await {
                 Ended::Shutdown => break,
                 Ended::Lost {

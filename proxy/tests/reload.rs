@@ -125,3 +125,48 @@ async fn a_reloaded_cap_is_planned_with_at_once_and_no_miner_reconnects() {
     }
     bed.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_pool_url_reconnects_that_pool_only() {
+    let pool = SimPoolConfig {
+        difficulty: Difficulty::try_new(1e-5).unwrap(),
+        ..SimPoolConfig::default()
+    };
+    let bed = Bed::start_with(
+        vec![(pool.clone(), ""), (pool.clone(), "")],
+        POLICY,
+        DOWNSTREAM,
+    )
+    .await;
+    bed.pools_up().await;
+    let mut rig = SimMinerConfig::new(bed.addr(), Profile::Asic, "m0");
+    rig.hashrate = Some(3e5);
+    let miner = SimMiner::start(rig);
+    assert!(eventually(Duration::from_secs(15), || miner.stats().accepted > 0).await);
+
+    // The operator moves pool1 to another server (a nearer region, say).
+    let moved_to = miner_sim::SimPool::start(pool).await.unwrap();
+    let mut toml = format!("{POLICY}\n{DOWNSTREAM}\n");
+    toml.push_str(&pool_entry(0, bed.pools[0].addr(), ""));
+    toml.push_str(&pool_entry(1, moved_to.addr(), ""));
+    let reloaded = bed.proxy.reload(config(&toml)).unwrap();
+    assert_eq!(reloaded.reconnect, vec![1]);
+
+    let reconnected = eventually(Duration::from_secs(10), || {
+        moved_to.stats().connections_open == 1 && bed.pools[1].stats().connections_open == 0
+    });
+    assert!(reconnected.await, "pool1 now reaches the new server");
+    assert_eq!(
+        bed.pools[0].stats().connections_accepted,
+        1,
+        "pool0 untouched"
+    );
+    let mined = eventually(Duration::from_secs(30), || {
+        moved_to.stats().worker(POOL_USER).accepted > 0
+    });
+    assert!(mined.await, "the miner's work reaches the new server");
+    let stats = miner.stop().await;
+    assert_eq!(stats.reconnects, 0, "{stats:?}");
+    moved_to.shutdown().await;
+    bed.stop().await;
+}

@@ -187,6 +187,15 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
                 }
             }
             Ok(()) = layouts.changed() => link.republish(up, true),
+            Ok(()) = up.entry.changed() => {
+                info!(pool = %up.name, "the pool's url or credentials were reloaded: reconnecting");
+                link.drain(up);
+                return Ended::Lost {
+                    reason: "reconnecting with the reloaded url or credentials".into(),
+                    healthy: true,
+                    wait: Some(Duration::ZERO),
+                };
+            }
         }
     }
 }
