@@ -118,11 +118,12 @@ impl Engine {
     /// miners, their estimates and placements, the work in the window and
     /// pool health. New caps or weights start a new first window, as any
     /// change of targets does. The pools must be the same ones in the same
-    /// order (a [`PoolId`] names the same pool before and after); otherwise
+    /// order (a [`PoolId`] names the same pool before and after), with new
+    /// pools after them, down until a [`Observation::PoolUp`]; otherwise
     /// nothing changes and the policy is given back.
     pub fn reconfigure(&mut self, policy: impl Into<Arc<Policy>>) -> Result<(), Arc<Policy>> {
         let policy = policy.into();
-        let same_pools = policy.pools.len() == self.policy.pools.len()
+        let same_pools = policy.pools.len() >= self.policy.pools.len()
             && policy
                 .pools
                 .iter()
@@ -131,6 +132,8 @@ impl Engine {
         if !same_pools {
             return Err(policy);
         }
+        self.healthy.resize(policy.pools.len(), false);
+        self.switches.resize(policy.pools.len(), 0);
         self.policy = policy;
         Ok(())
     }

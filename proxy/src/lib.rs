@@ -35,10 +35,10 @@ pub use config::Config;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hashsplit_policy::{Assignment, Policy, PoolId};
+use hashsplit_policy::{Assignment, PoolId};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -47,9 +47,10 @@ use tracing::{error, info, warn};
 
 use crate::jobs::{JobIds, Layout, Layouts};
 use crate::metrics::Metrics;
-use crate::reload::{ReloadError, Reloaded};
+use crate::policy_task::PolicyReload;
+use crate::reload::{PoolTable, Reloaded};
 use crate::session::{ReconnectLimiter, Shared};
-use crate::upstream::UpstreamConfig;
+use crate::upstream::{UpstreamConfig, UpstreamControl, Upstreams};
 
 /// How long shutdown waits for forwarded shares' answers.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
@@ -60,10 +61,13 @@ pub struct Proxy {
     local_addr: SocketAddr,
     /// The config the proxy started with.
     config: Arc<Config>,
-    /// The policy in force, read by the policy task.
-    policies: watch::Sender<Arc<Policy>>,
-    /// Each pool's `[[pool]]` entry, read by its upstream.
-    entries: Vec<watch::Sender<hashsplit_policy::PoolConfig>>,
+    /// The pools as the engine knows them, and their upstreams' controls.
+    pools: Mutex<(PoolTable, Vec<UpstreamControl>)>,
+    upstreams: Arc<Upstreams>,
+    /// What a new upstream is started with.
+    layouts: Arc<Layouts>,
+    ids: Arc<JobIds>,
+    policy_reloads: mpsc::UnboundedSender<PolicyReload>,
     metrics: Metrics,
     assignment: watch::Receiver<Arc<Assignment>>,
     accepting: CancellationToken,
@@ -92,7 +96,7 @@ impl Proxy {
             extranonce2_size: usize::from(config.downstream.extranonce2_size),
         }));
         let ids = Arc::new(JobIds::default());
-        let (upstreams, entries): (Vec<_>, Vec<_>) = config
+        let (handles, controls): (Vec<_>, Vec<_>) = config
             .policy
             .pools
             .iter()
@@ -107,15 +111,15 @@ impl Proxy {
                     },
                     metrics.clone(),
                     Arc::clone(&ids),
-                    stopping.clone(),
+                    &stopping,
                     &tasks,
                 )
             })
             .unzip();
-        let (policies, in_force) = watch::channel(Arc::new(config.policy.clone()));
-        let policy = policy_task::spawn(
-            in_force,
-            upstreams.iter().map(|u| u.state.clone()).collect(),
+        let upstreams = Arc::new(Upstreams::new(handles));
+        let (policy, policy_reloads) = policy_task::spawn(
+            Arc::new(config.policy.clone()),
+            upstreams.states(),
             metrics.clone(),
             stopping.clone(),
             &tasks,
@@ -124,9 +128,9 @@ impl Proxy {
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             metrics: metrics.clone(),
-            upstreams,
+            upstreams: Arc::clone(&upstreams),
             policy,
-            layouts,
+            layouts: Arc::clone(&layouts),
             reconnects: ReconnectLimiter::default(),
             draining: draining.clone(),
         });
@@ -140,9 +144,12 @@ impl Proxy {
         info!(listen = %local_addr, pools = pool_names.len(), "hashsplit listening for miners");
         Ok(Proxy {
             local_addr,
+            pools: Mutex::new((PoolTable::new(config.policy.clone()), controls)),
             config,
-            policies,
-            entries,
+            upstreams,
+            layouts,
+            ids,
+            policy_reloads,
             metrics,
             assignment,
             accepting,
@@ -175,35 +182,61 @@ impl Proxy {
         Arc::clone(&self.assignment.borrow())
     }
 
-    /// Applies the policy of a reloaded config file (see [`reload`]): the
-    /// next plan uses it and no miner is disconnected; a pool whose url,
-    /// user or password changed is reconnected with them. Refused, with
-    /// the running policy kept, if it adds, removes or renames pools. Logs
-    /// and counts the outcome either way.
-    pub fn reload(&self, config: Config) -> Result<Reloaded, ReloadError> {
-        let in_force = Arc::clone(&self.policies.borrow());
-        match reload::compare(&self.config, &in_force, &config) {
-            Ok(reloaded) => {
-                for &pool in &reloaded.reconnect {
-                    self.entries[pool].send_replace(config.policy.pools[pool].clone());
-                }
-                self.policies.send_replace(Arc::new(config.policy));
-                self.count_reload(true);
-                info!(changes = ?reloaded.changes, "config reloaded: the policy in force is the file's");
-                if !reloaded.restart_needed.is_empty() {
-                    warn!(
-                        sections = ?reloaded.restart_needed,
-                        "these sections changed and take effect only at the next start"
-                    );
-                }
-                Ok(reloaded)
-            }
-            Err(e) => {
-                self.count_reload(false);
-                error!(error = %e, "config reload refused: the running policy stays in force");
-                Err(e)
+    /// Applies a reloaded config file (see [`reload`]): the next plan
+    /// uses its policy, new pools are connected, removed ones disconnected,
+    /// a pool with a new url, user or password reconnected, and no miner is
+    /// disconnected. Logs and counts what changed.
+    pub fn reload(&self, config: Config) -> Reloaded {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let (table, controls) = &mut *pools;
+        let reloaded = reload::plan(&self.config, table, &config);
+        let entries = &reloaded.table.policy.pools;
+        for &pool in &reloaded.reconnect {
+            controls[pool].entry.send_replace(entries[pool].clone());
+        }
+        for &pool in &reloaded.removed {
+            // Its upstream removes the pool's series once it has settled
+            // what it held.
+            controls[pool].retire();
+        }
+        let mut watch = Vec::new();
+        for &pool in &reloaded.added {
+            self.metrics.add_pool(&entries[pool].name);
+            let (handle, control) = upstream::spawn(
+                UpstreamConfig {
+                    pool: PoolId(pool),
+                    config: entries[pool].clone(),
+                    layouts: Arc::clone(&self.layouts),
+                    version_mask: self.config.downstream.version_mask,
+                },
+                self.metrics.clone(),
+                Arc::clone(&self.ids),
+                &self.stopping,
+                &self.tasks,
+            );
+            watch.push((PoolId(pool), handle.state.clone()));
+            self.upstreams.set(handle);
+            if pool < controls.len() {
+                controls[pool] = control;
+            } else {
+                controls.push(control);
             }
         }
+        let _ = self.policy_reloads.send(PolicyReload {
+            policy: Arc::new(reloaded.table.policy.clone()),
+            watch,
+            removed: reloaded.table.removed.clone(),
+        });
+        *table = reloaded.table.clone();
+        self.count_reload(true);
+        info!(changes = ?reloaded.changes, "config reloaded");
+        if !reloaded.restart_needed.is_empty() {
+            warn!(
+                sections = ?reloaded.restart_needed,
+                "these sections changed and take effect only at the next start"
+            );
+        }
+        reloaded
     }
 
     /// Counts a reload whose file could not be read or parsed (its problems
@@ -275,7 +308,7 @@ pub async fn run(
             () = &mut shutdown => break,
             Some(reload) = reloads.recv() => match reload {
                 Some(config) => {
-                    let _ = proxy.reload(config);
+                    proxy.reload(config);
                 }
                 None => proxy.reload_unreadable(),
             },

@@ -11,6 +11,7 @@
 //! label here, except in the opt-in, capped per-worker series of
 //! [`workers`].
 
+mod pools;
 mod workers;
 
 pub use workers::{OVERFLOW, WorkerMetrics, WorkerSeries};
@@ -372,38 +373,14 @@ impl Metrics {
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
 
-        // Create every series up front so dashboards see zeros, not gaps.
-        let mut pools: Vec<&str> = pool_names.iter().map(String::as_str).collect();
-        pools.push(NO_POOL);
-        for pool in &pools {
-            m.shares_submitted.with_label_values(&[pool]);
-            for reason in Reject::LABELS {
-                m.shares.with_label_values(&[pool, "rejected", reason]);
-            }
+        // Create every series up front so dashboards see zeros, not gaps;
+        // shares refused before a pool is known count under NO_POOL.
+        m.shares_submitted.with_label_values(&[NO_POOL]);
+        for reason in Reject::LABELS {
+            m.shares.with_label_values(&[NO_POOL, "rejected", reason]);
         }
         for pool in pool_names {
-            let pool = pool.as_str();
-            m.shares
-                .with_label_values(&[pool, "accepted", "below-pool-target"]);
-            m.shares
-                .with_label_values(&[pool, "accepted", "pool-accepted"]);
-            for reason in Outcome::POOL_REASONS {
-                m.shares.with_label_values(&[pool, "rejected", reason]);
-            }
-            m.shares_in_flight.with_label_values(&[pool]);
-            m.credited_difficulty.with_label_values(&[pool, "accepted"]);
-            m.credited_difficulty.with_label_values(&[pool, "rejected"]);
-            m.block_candidates.with_label_values(&[pool]);
-            m.pool_up.with_label_values(&[pool]);
-            m.pool_difficulty.with_label_values(&[pool]);
-            m.upstream_reconnects.with_label_values(&[pool]);
-            m.upstream_jobs.with_label_values(&[pool]);
-            m.upstream_last_job.with_label_values(&[pool]);
-            m.upstream_submit_seconds.with_label_values(&[pool]);
-            m.switches.with_label_values(&[pool]);
-            m.policy_target.with_label_values(&[pool]);
-            m.policy_cap.with_label_values(&[pool]);
-            m.policy_delivered.with_label_values(&[pool]);
+            m.add_pool(pool);
         }
         for reason in DISCONNECT_REASONS {
             m.downstream_disconnects.with_label_values(&[reason]);

@@ -6,7 +6,8 @@
 //! `rebalance_every` (and at once after a join, a leave or a pool going up
 //! or down, so a new miner gets work without waiting), and publishes the
 //! [`Assignment`] on a `watch` that sessions read. It is the only writer.
-//! A reloaded policy arrives on another `watch` and is planned with at once.
+//! A reloaded policy (new caps, new pools, pools taken out) arrives as a
+//! [`PolicyReload`] and is planned with at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,19 @@ const WORK_QUEUE: usize = 65_536;
 const MEMBERSHIP_QUEUE: usize = 4_096;
 /// How long a burst of joins is gathered before the plan that serves them.
 const REPLAN_DELAY: Duration = Duration::from_millis(20);
+
+/// A reloaded policy for the task, with the pools it names first.
+#[derive(Debug)]
+pub struct PolicyReload {
+    /// Every pool the proxy has run, in [`PoolId`] order (removed ones
+    /// too: they stay down).
+    pub policy: Arc<Policy>,
+    /// Pools (new or back) whose health to follow from now on.
+    pub watch: Vec<(PoolId, watch::Receiver<PoolState>)>,
+    /// For each pool, whether it was taken out of the config: its series
+    /// are not exported.
+    pub removed: Vec<bool>,
+}
 
 /// What sessions hold of the policy task.
 #[derive(Debug, Clone)]
@@ -53,17 +67,17 @@ impl PolicyHandle {
     }
 }
 
-/// Starts the policy task; `policies` carries reloaded policies (same
-/// pools, see [`crate::reload`]).
+/// Starts the policy task; returns what sessions hold of it and where
+/// reloaded policies go (see [`crate::reload`]).
 pub fn spawn(
-    mut policies: watch::Receiver<Arc<Policy>>,
+    policy: Arc<Policy>,
     pools: Vec<watch::Receiver<PoolState>>,
     metrics: Metrics,
     shutdown: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
-) -> PolicyHandle {
+) -> (PolicyHandle, mpsc::UnboundedSender<PolicyReload>) {
     let start = Instant::now();
-    let policy = Arc::clone(&policies.borrow_and_update());
+    let (reload_tx, reload_rx) = mpsc::unbounded_channel();
     let mut engine = Engine::new(Arc::clone(&policy));
     let first = Arc::new(engine.plan(PolicyInstant::ZERO));
     let (assignment_tx, assignment_rx) = watch::channel(first);
@@ -84,19 +98,23 @@ pub fn spawn(
         rebalance_every: policy.config.rebalance_every,
         work: work_rx,
         membership: membership_rx,
-        policies,
+        membership_tx: membership_tx.clone(),
+        reloads: reload_rx,
+        removed: vec![false; policy.pools.len()],
+        tasks: tasks.clone(),
         assignment: assignment_tx,
         metrics: metrics.clone(),
         shutdown,
         was_feasible: true,
     };
     tasks.spawn(task.run());
-    PolicyHandle {
+    let handle = PolicyHandle {
         assignment: assignment_rx,
         work: work_tx,
         membership: membership_tx,
         metrics,
-    }
+    };
+    (handle, reload_tx)
 }
 
 /// Turns a pool's state changes into up/down observations.
@@ -133,7 +151,10 @@ struct PolicyTask {
     rebalance_every: Duration,
     work: mpsc::Receiver<Observation>,
     membership: mpsc::Receiver<Observation>,
-    policies: watch::Receiver<Arc<Policy>>,
+    membership_tx: mpsc::Sender<Observation>,
+    reloads: mpsc::UnboundedReceiver<PolicyReload>,
+    removed: Vec<bool>,
+    tasks: tokio_util::task::TaskTracker,
     assignment: watch::Sender<Arc<Assignment>>,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -164,20 +185,33 @@ impl PolicyTask {
                     self.publish();
                 }
                 _ = tick.tick() => self.publish(),
-                Ok(()) = self.policies.changed() => {
-                    let policy = Arc::clone(&self.policies.borrow_and_update());
-                    if policy.config.rebalance_every != self.rebalance_every {
-                        self.rebalance_every = policy.config.rebalance_every;
+                Some(reload) = self.reloads.recv() => {
+                    if reload.policy.config.rebalance_every != self.rebalance_every {
+                        self.rebalance_every = reload.policy.config.rebalance_every;
                         tick = tokio::time::interval(self.rebalance_every);
                         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
                     }
-                    match self.engine.reconfigure(policy) {
-                        Ok(()) => self.publish(),
-                        Err(_) => warn!("a reloaded policy names other pools; it is ignored"),
-                    }
+                    self.reload(reload);
                 }
             }
         }
+    }
+
+    fn reload(&mut self, reload: PolicyReload) {
+        if self.engine.reconfigure(reload.policy).is_err() {
+            warn!("a reloaded policy renames or drops the engine's pools; it is ignored");
+            return;
+        }
+        self.removed = reload.removed;
+        for (pool, state) in reload.watch {
+            self.tasks.spawn(watch_health(
+                pool,
+                state,
+                self.membership_tx.clone(),
+                self.shutdown.clone(),
+            ));
+        }
+        self.publish();
     }
 
     fn now(&self) -> PolicyInstant {
@@ -187,6 +221,9 @@ impl PolicyTask {
     fn publish(&mut self) {
         let plan = self.engine.plan(self.now());
         for row in &plan.pools {
+            if self.removed.get(row.pool.index()) == Some(&true) {
+                continue;
+            }
             let pool = row.name.as_str();
             self.metrics
                 .policy_target

@@ -1,70 +1,100 @@
 //! Reloading the config file on SIGHUP without dropping a miner.
 //!
-//! What can change in place is the policy: `[policy]` and each pool's
-//! `weight`, `max_share` and `network_share`. The engine keeps its miners,
-//! their estimates and the work in the window, so nobody reconnects and the
-//! new caps hold from the next plan. A pool whose `url`, `user` or
-//! `password` changed is reconnected with them (its miners mine the other
-//! pools meanwhile). The pool list itself names the engine's pools: a file
-//! that adds, removes, renames or reorders pools is refused as a whole and
-//! the running policy stays. `[server]`, `[downstream]` and `[metrics]`
-//! take effect at the next start; a reload that changes them applies the
-//! policy and says what waits.
+//! Everything about pools can change in place: `[policy]`, each pool's
+//! `weight`, `max_share` and `network_share`, and the pool list itself. The
+//! engine keeps its miners, their estimates and the work in the window, so
+//! nobody reconnects and the new caps hold from the next plan. A pool whose
+//! `url`, `user` or `password` changed is reconnected with them; a new pool
+//! is connected and given miners once it is up; a pool gone from the file
+//! is disconnected, its miners move at the next plan and its series leave
+//! `/metrics`. Pools are matched by name, so reordering changes nothing and
+//! renaming is a removal and an addition. The engine's pool ids never
+//! change: a removed pool keeps its id (down for good, or until a pool of
+//! that name comes back) and a new one gets the next. `[server]`,
+//! `[downstream]` and `[metrics]` take effect at the next start; a reload
+//! that changes them applies the rest and says what waits.
 
 use hashsplit_policy::{Policy, PolicyConfig, PoolConfig};
 
 use crate::config::Config;
 
-/// Why a reload was refused; the running policy stays in force.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ReloadError {
-    /// Pools were added, removed, renamed or reordered.
-    #[error("the pool list changed ({before} -> {after}): restart hashsplit to change pools")]
-    PoolsChanged {
-        /// Pool names before, comma-separated.
-        before: String,
-        /// Pool names in the new file, comma-separated.
-        after: String,
-    },
+/// The pools the proxy runs, by [`hashsplit_policy::PoolId`], as the
+/// engine knows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolTable {
+    /// The policy in force, with every pool ever run (removed ones too).
+    pub policy: Policy,
+    /// For each pool, whether it was taken out of the config.
+    pub removed: Vec<bool>,
+}
+
+impl PoolTable {
+    /// Returns the table of a config as started.
+    pub fn new(policy: Policy) -> Self {
+        let removed = vec![false; policy.pools.len()];
+        PoolTable { policy, removed }
+    }
 }
 
 /// What a reload changed and what waits for a restart.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Reloaded {
-    /// Each policy setting that changed, as `name: old -> new`.
+    /// Each setting that changed, as `name: old -> new`, and each pool
+    /// added or removed.
     pub changes: Vec<String>,
     /// Sections whose changes take effect at the next start.
     pub restart_needed: Vec<&'static str>,
     /// Pools (by index) to reconnect with a new url, user or password.
     pub reconnect: Vec<usize>,
+    /// Pools (by index) to connect: new ones, or ones back in the file.
+    pub added: Vec<usize>,
+    /// Pools (by index) to disconnect: gone from the file.
+    pub removed: Vec<usize>,
+    /// The table once the reload is applied.
+    pub table: PoolTable,
 }
 
-/// Checks `new` against the running config and the policy in force;
-/// returns what would change if the policy of `new` were applied.
-pub fn compare(running: &Config, in_force: &Policy, new: &Config) -> Result<Reloaded, ReloadError> {
-    let names = |policy: &Policy| {
-        policy
-            .pools
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if names(in_force) != names(&new.policy) {
-        return Err(ReloadError::PoolsChanged {
-            before: names(in_force),
-            after: names(&new.policy),
-        });
-    }
-    let mut changes = policy_changes(&in_force.config, &new.policy.config);
-    let mut reconnect = Vec::new();
-    for (index, (old, pool)) in in_force.pools.iter().zip(&new.policy.pools).enumerate() {
-        let moved = connection_changes(old, pool);
-        if !moved.is_empty() {
-            reconnect.push(index);
-            changes.extend(moved);
+/// Works out what applying `new` to the running proxy (started with
+/// `running`, running `table`) changes.
+pub fn plan(running: &Config, table: &PoolTable, new: &Config) -> Reloaded {
+    let mut pools = table.policy.pools.clone();
+    let mut removed_now = table.removed.clone();
+    let mut changes = policy_changes(&table.policy.config, &new.policy.config);
+    let (mut reconnect, mut added, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+    for pool in &new.policy.pools {
+        match pools.iter().position(|known| known.name == pool.name) {
+            Some(index) if removed_now[index] => {
+                removed_now[index] = false;
+                added.push(index);
+                changes.push(format!("pool added: {} ({})", pool.name, pool.url));
+            }
+            Some(index) => {
+                let moved = connection_changes(&pools[index], pool);
+                if !moved.is_empty() {
+                    reconnect.push(index);
+                    changes.extend(moved);
+                }
+                changes.extend(pool_changes(&pools[index], pool));
+            }
+            None => {
+                added.push(pools.len());
+                pools.push(pool.clone());
+                removed_now.push(false);
+                changes.push(format!("pool added: {} ({})", pool.name, pool.url));
+                continue;
+            }
         }
-        changes.extend(pool_changes(old, pool));
+        if let Some(index) = pools.iter().position(|known| known.name == pool.name) {
+            pools[index] = pool.clone();
+        }
+    }
+    for (index, known) in pools.iter().enumerate() {
+        let in_file = new.policy.pools.iter().any(|p| p.name == known.name);
+        if !in_file && !removed_now[index] {
+            removed_now[index] = true;
+            removed.push(index);
+            changes.push(format!("pool removed: {}", known.name));
+        }
     }
     let mut restart_needed = Vec::new();
     if running.server != new.server {
@@ -76,11 +106,20 @@ pub fn compare(running: &Config, in_force: &Policy, new: &Config) -> Result<Relo
     if running.metrics != new.metrics {
         restart_needed.push("[metrics]");
     }
-    Ok(Reloaded {
+    Reloaded {
         changes,
         restart_needed,
         reconnect,
-    })
+        added,
+        removed,
+        table: PoolTable {
+            policy: Policy {
+                config: new.policy.config.clone(),
+                pools,
+            },
+            removed: removed_now,
+        },
+    }
 }
 
 /// Lists a pool's changed connection settings; a password is named, never
@@ -160,32 +199,65 @@ mod tests {
         Config::from_toml_str(&text).unwrap().0
     }
 
+    fn reload(old: &Config, new: &Config) -> Reloaded {
+        plan(old, &PoolTable::new(old.policy.clone()), new)
+    }
+
     #[test]
     fn policy_changes_are_listed_and_nothing_waits() {
         let old = config("", &[("a", ""), ("b", "")]);
         let new = config("window = \"20m\"\n", &[("a", "max_share = 0.3"), ("b", "")]);
-        let reloaded = compare(&old, &old.policy, &new).unwrap();
+        let reloaded = reload(&old, &new);
         assert_eq!(reloaded.changes.len(), 2, "{:?}", reloaded.changes);
         assert!(reloaded.changes[0].starts_with("policy.window"));
         assert!(reloaded.changes[1].starts_with("a.max_share"));
         assert!(reloaded.restart_needed.is_empty());
+        assert_eq!(reloaded.table.policy, new.policy);
+        assert!(reloaded.added.is_empty() && reloaded.removed.is_empty());
     }
 
     #[test]
-    fn other_pools_are_refused_and_new_addresses_reconnect() {
-        let old = config("", &[("a", ""), ("b", "")]);
-        let more = config("", &[("a", ""), ("b", ""), ("c", "")]);
-        assert!(matches!(
-            compare(&old, &old.policy, &more),
-            Err(ReloadError::PoolsChanged { .. })
-        ));
-        let swapped = config("", &[("b", ""), ("a", "")]);
-        assert!(compare(&old, &old.policy, &swapped).is_err());
+    fn pools_are_matched_by_name_and_keep_their_ids() {
+        let old = config("", &[("a", ""), ("b", ""), ("c", "")]);
+        // b leaves, d arrives, the rest is reordered.
+        let new = config("", &[("d", ""), ("c", ""), ("a", "")]);
+        let reloaded = reload(&old, &new);
+        let names: Vec<_> = reloaded
+            .table
+            .policy
+            .pools
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        assert_eq!(reloaded.table.removed, [false, true, false, false]);
+        assert_eq!(
+            (reloaded.added.clone(), reloaded.removed.clone()),
+            (vec![3], vec![1])
+        );
+        assert_eq!(
+            reloaded.changes,
+            [
+                "pool added: d (stratum+tcp://d.example:3333)",
+                "pool removed: b"
+            ]
+        );
 
+        // b comes back under its old id.
+        let back = config("", &[("a", ""), ("b", ""), ("c", ""), ("d", "")]);
+        let again = plan(&old, &reloaded.table, &back);
+        assert_eq!(again.added, vec![1]);
+        assert!(again.removed.is_empty());
+        assert_eq!(again.table.removed, [false; 4]);
+    }
+
+    #[test]
+    fn new_addresses_reconnect_and_passwords_are_never_shown() {
+        let old = config("", &[("a", ""), ("b", "")]);
         let mut moved = old.clone();
         moved.policy.pools[1].password = "secret".into();
         moved.policy.pools[1].url.port = 4444;
-        let reloaded = compare(&old, &old.policy, &moved).unwrap();
+        let reloaded = reload(&old, &moved);
         assert_eq!(reloaded.reconnect, vec![1]);
         assert_eq!(
             reloaded.changes,
@@ -194,14 +266,15 @@ mod tests {
                 "b.password: changed"
             ]
         );
-        assert!(!format!("{reloaded:?}").contains("secret"));
+        assert!(!format!("{:?}", reloaded.changes).contains("secret"));
+        assert_eq!(reloaded.table.policy.pools[1].password, "secret");
     }
 
     #[test]
     fn server_changes_wait_for_a_restart() {
         let old = config("", &[("a", "")]);
         let new = config("[server]\nmax_connections = 5\n", &[("a", "")]);
-        let reloaded = compare(&old, &old.policy, &new).unwrap();
+        let reloaded = reload(&old, &new);
         assert_eq!(reloaded.restart_needed, vec!["[server]"]);
         assert!(reloaded.changes.is_empty());
     }

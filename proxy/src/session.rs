@@ -38,7 +38,7 @@ use crate::extranonce::Extranonce1;
 use crate::jobs::{JobBook, Layout, Layouts, PoolJob, PoolState};
 use crate::metrics::{Metrics, WorkerSeries};
 use crate::policy_task::PolicyHandle;
-use crate::upstream::UpstreamHandle;
+use crate::upstream::Upstreams;
 use crate::vardiff::Vardiff;
 
 /// Unreadable lines in a row before a miner is disconnected.
@@ -66,8 +66,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// The proxy's metrics.
     pub metrics: Metrics,
-    /// One per pool, indexed by [`PoolId`].
-    pub upstreams: Vec<UpstreamHandle>,
+    /// One per pool, indexed by [`PoolId`]; a reload may add pools.
+    pub upstreams: Arc<Upstreams>,
     /// The policy task.
     pub policy: PolicyHandle,
     /// The miners' extranonce layouts.
@@ -149,6 +149,8 @@ pub struct Session {
     sent_job: Option<Arc<PoolJob>>,
     book: JobBook,
     pools: Vec<watch::Receiver<PoolState>>,
+    /// The [`Upstreams::generation`] `pools` was taken at.
+    pools_generation: u64,
     assignment: watch::Receiver<Arc<Assignment>>,
     pending: FuturesUnordered<submit::PoolAnswer>,
     bad_lines: u32,
@@ -176,7 +178,8 @@ impl Session {
             now,
         );
         let framed = Framed::new(stream, LineCodec::new(shared.config.server.max_line_length));
-        let pools = shared.upstreams.iter().map(|u| u.state.clone()).collect();
+        let pools_generation = shared.upstreams.generation();
+        let pools = shared.upstreams.states();
         let assignment = shared.policy.assignment.clone();
         Session {
             miner: MinerId(NEXT_MINER.fetch_add(1, Ordering::Relaxed)),
@@ -200,6 +203,7 @@ impl Session {
             sent_job: None,
             book: JobBook::default(),
             pools,
+            pools_generation,
             assignment,
             pending: FuturesUnordered::new(),
             bad_lines: 0,
@@ -412,6 +416,7 @@ impl Session {
         if !self.subscribed || self.workers.is_empty() || self.current.is_some() {
             return Ok(());
         }
+        self.sync_pools();
         let assigned = self.assignment.borrow_and_update().pool_for(self.miner);
         let pool = assigned
             .filter(|p| self.pool_ready(*p))
@@ -420,6 +425,15 @@ impl Session {
             Some(pool) => self.switch_to(pool).await,
             // No pool can take work yet: the next plan or job will tell.
             None => Ok(()),
+        }
+    }
+
+    /// Takes in pools a reload added (or gave a new upstream).
+    fn sync_pools(&mut self) {
+        let generation = self.shared.upstreams.generation();
+        if generation != self.pools_generation {
+            self.pools = self.shared.upstreams.states();
+            self.pools_generation = generation;
         }
     }
 
@@ -456,6 +470,7 @@ impl Session {
     /// Moves the miner to the pool the policy chose, if it changed.
     async fn follow_assignment(&mut self) -> Result<(), Ended> {
         self.maybe_ask_reconnect().await?;
+        self.sync_pools();
         let assigned = self.assignment.borrow_and_update().pool_for(self.miner);
         match assigned {
             Some(pool) if Some(pool) == self.current => Ok(()),
@@ -475,11 +490,11 @@ impl Session {
     async fn switch_to(&mut self, pool: PoolId) -> Result<(), Ended> {
         let previous = self.current.replace(pool);
         if previous.is_some() {
-            let name = &self.shared.upstreams[pool.index()].name;
+            let name = self.shared.upstreams.name(pool);
             self.shared
                 .metrics
                 .switches
-                .with_label_values(&[name])
+                .with_label_values(&[&name])
                 .inc();
             debug!(miner = %self.miner, from = ?previous, to = %name, "switching pool");
         }

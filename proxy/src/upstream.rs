@@ -10,7 +10,8 @@
 
 mod connection;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hashsplit_policy::{PoolConfig, PoolId};
@@ -80,6 +81,67 @@ impl UpstreamHandle {
     }
 }
 
+/// Every pool's upstream, indexed by [`PoolId`]. Pools added by a reload
+/// are appended; a removed pool keeps its index (its upstream stopped) and
+/// can be given a new upstream if it comes back.
+#[derive(Debug, Default)]
+pub struct Upstreams {
+    handles: RwLock<Vec<UpstreamHandle>>,
+    /// Bumped on every change, so sessions know to look again.
+    generation: AtomicU64,
+}
+
+impl Upstreams {
+    /// Returns a registry of these upstreams.
+    pub fn new(handles: Vec<UpstreamHandle>) -> Self {
+        Upstreams {
+            handles: RwLock::new(handles),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Returns the upstream of `pool`.
+    pub fn get(&self, pool: PoolId) -> Option<UpstreamHandle> {
+        self.read().get(pool.index()).cloned()
+    }
+
+    /// Returns the name of `pool` (empty if there is none).
+    pub fn name(&self, pool: PoolId) -> Arc<str> {
+        self.read()
+            .get(pool.index())
+            .map_or_else(|| Arc::from(""), |u| Arc::clone(&u.name))
+    }
+
+    /// Returns every pool's state, indexed by [`PoolId`].
+    pub fn states(&self) -> Vec<watch::Receiver<PoolState>> {
+        self.read().iter().map(|u| u.state.clone()).collect()
+    }
+
+    /// Returns the generation: it changes whenever an upstream is added or
+    /// replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Puts `handle` at its pool's index (appending a new pool).
+    pub fn set(&self, handle: UpstreamHandle) {
+        let mut handles = self.handles.write().unwrap_or_else(|e| e.into_inner());
+        let index = handle.pool.index();
+        if index < handles.len() {
+            handles[index] = handle;
+        } else {
+            handles.push(handle);
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<UpstreamHandle>> {
+        // The lock guards plain data: a panic elsewhere cannot leave it
+        // half-written.
+        self.handles.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// What an upstream needs to run.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
@@ -93,16 +155,38 @@ pub struct UpstreamConfig {
     pub version_mask: u32,
 }
 
-/// Starts the upstream task of one pool and returns its handle, and the
-/// sender through which a reloaded `[[pool]]` entry (a new url, user or
-/// password) reaches it: the upstream then reconnects with it.
+/// How the proxy steers a running upstream after a reload.
+#[derive(Debug)]
+pub struct UpstreamControl {
+    /// The pool's `[[pool]]` entry: a new url, user or password makes the
+    /// upstream reconnect with it.
+    pub entry: watch::Sender<PoolConfig>,
+    stop: CancellationToken,
+    retiring: Arc<AtomicBool>,
+}
+
+impl UpstreamControl {
+    /// Stops the upstream for good (its pool left the config file): it
+    /// answers what it holds as unavailable and leaves its pool down, out
+    /// of every miner's version mask.
+    pub fn retire(&self) {
+        self.retiring.store(true, Ordering::Release);
+        self.stop.cancel();
+    }
+}
+
+/// Starts the upstream task of one pool (stopped with `shutdown`, or
+/// alone through [`UpstreamControl::retire`]) and returns its handle and
+/// its control.
 pub fn spawn(
     config: UpstreamConfig,
     metrics: Metrics,
     ids: Arc<JobIds>,
-    shutdown: CancellationToken,
+    shutdown: &CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
-) -> (UpstreamHandle, watch::Sender<PoolConfig>) {
+) -> (UpstreamHandle, UpstreamControl) {
+    let shutdown = shutdown.child_token();
+    let retiring = Arc::new(AtomicBool::new(false));
     let (state_tx, state_rx) = watch::channel(PoolState::default());
     let (entry_tx, entry_rx) = watch::channel(config.config.clone());
     let (shares_tx, shares_rx) = mpsc::channel(FORWARD_QUEUE);
@@ -117,7 +201,8 @@ pub fn spawn(
         shares: shares_rx,
         blocks: blocks_rx,
         entry: entry_rx,
-        shutdown,
+        shutdown: shutdown.clone(),
+        retiring: Arc::clone(&retiring),
     };
     let pool = upstream.config.pool;
     tasks.spawn(upstream.run());
@@ -128,7 +213,12 @@ pub fn spawn(
         shares: shares_tx,
         blocks: blocks_tx,
     };
-    (handle, entry_tx)
+    let control = UpstreamControl {
+        entry: entry_tx,
+        stop: shutdown,
+        retiring,
+    };
+    (handle, control)
 }
 
 /// How one connection ended.
@@ -157,6 +247,7 @@ struct Upstream {
     /// The pool's `[[pool]]` entry as last reloaded.
     entry: watch::Receiver<PoolConfig>,
     shutdown: CancellationToken,
+    retiring: Arc<AtomicBool>,
 }
 
 impl Upstream {
@@ -189,11 +280,22 @@ impl Upstream {
             }
         }
         self.set_down();
+        if self.retiring.load(Ordering::Acquire) {
+            // Gone from the config: no job to route to, and no say in the
+            // version mask miners are granted.
+            self.state.send_modify(|state| {
+                state.jobs.clear();
+                state.configured = false;
+            });
+        }
         // Whatever is still queued cannot reach the pool any more.
         self.shares.close();
         self.blocks.close();
         while let Ok(share) = self.blocks.try_recv().or_else(|_| self.shares.try_recv()) {
             self.settle_unsent(share);
+        }
+        if self.retiring.load(Ordering::Acquire) {
+            self.metrics.remove_pool(&self.name);
         }
         info!(pool = %self.name, "upstream stopped");
     }

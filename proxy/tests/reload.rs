@@ -1,13 +1,12 @@
-//! Reloading the config (what SIGHUP does): the new caps are planned with at
-//! once, no miner reconnects, and a file that changes the pools is refused
-//! with the running policy kept.
+//! Reloading the config (what SIGHUP does): new caps are planned with at
+//! once, pools come and go and move to new addresses, and no miner
+//! reconnects.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{Bed, POOL_USER, config, pool_entry};
-use hashsplit::reload::ReloadError;
 use hashsplit_stratum::Difficulty;
 use miner_sim::{Profile, SimMiner, SimMinerConfig, SimPoolConfig, eventually};
 
@@ -56,8 +55,7 @@ async fn a_reloaded_cap_is_planned_with_at_once_and_no_miner_reconnects() {
 
     let reloaded = bed
         .proxy
-        .reload(rewritten(&bed, POLICY, &["max_share = 0.2", ""]))
-        .expect("a new cap is applied");
+        .reload(rewritten(&bed, POLICY, &["max_share = 0.2", ""]));
     assert_eq!(reloaded.changes.len(), 1, "{:?}", reloaded.changes);
     assert!(reloaded.restart_needed.is_empty());
     let planned = eventually(Duration::from_secs(5), || {
@@ -79,14 +77,8 @@ async fn a_reloaded_cap_is_planned_with_at_once_and_no_miner_reconnects() {
         1.0
     );
 
-    // A file with a third pool is refused whole; the 0.2 cap stays.
-    let refused = bed
-        .proxy
-        .reload(rewritten(&bed, POLICY, &["max_share = 0.5", "", ""]));
-    assert!(
-        matches!(refused, Err(ReloadError::PoolsChanged { .. })),
-        "{refused:?}"
-    );
+    // A file that could not be read: counted, and the 0.2 cap stays.
+    bed.proxy.reload_unreadable();
     assert_eq!(cap(&bed, 0), 0.2);
     assert_eq!(
         metrics.sum("hashsplit_config_reloads_total", &[("result", "rejected")]),
@@ -99,10 +91,7 @@ async fn a_reloaded_cap_is_planned_with_at_once_and_no_miner_reconnects() {
 
     // A [server] change waits for a restart; the policy part applies.
     let server = format!("{POLICY}\n[server]\nmax_connections = 50\n");
-    let reloaded = bed
-        .proxy
-        .reload(rewritten(&bed, &server, &["", ""]))
-        .unwrap();
+    let reloaded = bed.proxy.reload(rewritten(&bed, &server, &["", ""]));
     assert_eq!(reloaded.restart_needed, vec!["[server]"]);
     assert!(eventually(Duration::from_secs(5), || cap(&bed, 0) == 1.0).await);
     assert_eq!(
@@ -149,7 +138,7 @@ async fn a_reloaded_pool_url_reconnects_that_pool_only() {
     let mut toml = format!("{POLICY}\n{DOWNSTREAM}\n");
     toml.push_str(&pool_entry(0, bed.pools[0].addr(), ""));
     toml.push_str(&pool_entry(1, moved_to.addr(), ""));
-    let reloaded = bed.proxy.reload(config(&toml)).unwrap();
+    let reloaded = bed.proxy.reload(config(&toml));
     assert_eq!(reloaded.reconnect, vec![1]);
 
     let reconnected = eventually(Duration::from_secs(10), || {
@@ -168,5 +157,71 @@ async fn a_reloaded_pool_url_reconnects_that_pool_only() {
     let stats = miner.stop().await;
     assert_eq!(stats.reconnects, 0, "{stats:?}");
     moved_to.shutdown().await;
+    bed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_added_and_removed_by_a_reload_get_and_lose_their_miners() {
+    let pool = SimPoolConfig {
+        difficulty: Difficulty::try_new(1e-5).unwrap(),
+        ..SimPoolConfig::default()
+    };
+    let bed = Bed::start_with(
+        vec![(pool.clone(), ""), (pool.clone(), "")],
+        POLICY,
+        DOWNSTREAM,
+    )
+    .await;
+    bed.pools_up().await;
+    let miners: Vec<_> = (0..4)
+        .map(|i| {
+            let mut rig = SimMinerConfig::new(bed.addr(), Profile::Asic, &format!("m{i}"));
+            rig.hashrate = Some(2e5);
+            SimMiner::start(rig)
+        })
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(15), || bed.pools[1]
+            .stats()
+            .worker(POOL_USER)
+            .accepted
+            > 0)
+        .await
+    );
+
+    // pool1 leaves the file; pool2, a new server, joins it.
+    let joining = miner_sim::SimPool::start(pool).await.unwrap();
+    let mut toml = format!("{POLICY}\n{DOWNSTREAM}\n");
+    toml.push_str(&pool_entry(0, bed.pools[0].addr(), ""));
+    toml.push_str(&pool_entry(2, joining.addr(), ""));
+    let reloaded = bed.proxy.reload(config(&toml));
+    assert_eq!((reloaded.added, reloaded.removed), (vec![2], vec![1]));
+
+    let metrics = bed.proxy.metrics();
+    let swapped = eventually(Duration::from_secs(15), || {
+        bed.pools[1].stats().connections_open == 0
+            && metrics.sum("hashsplit_pool_up", &[("pool", "pool2")]) == 1.0
+    });
+    assert!(swapped.await, "pool1 disconnected and pool2 up");
+    let mined = eventually(Duration::from_secs(30), || {
+        joining.stats().worker(POOL_USER).accepted > 5
+    });
+    assert!(mined.await, "the new pool gets the miners' work");
+    let plan = bed.proxy.assignment();
+    assert_eq!(plan.pools[1].miners, 0, "{:?}", plan.pools);
+    let gone = bed.pools[1].stats().worker(POOL_USER).accepted;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(bed.pools[1].stats().worker(POOL_USER).accepted, gone);
+    // The removed pool's series leave /metrics; the new pool's are there.
+    let exposition = metrics.encode();
+    assert!(!exposition.contains("pool=\"pool1\""), "{exposition}");
+    assert!(exposition.contains("hashsplit_policy_cap_ratio{pool=\"pool2\"} 1"));
+
+    for miner in miners {
+        let stats = miner.stop().await;
+        assert_eq!(stats.reconnects, 0, "{stats:?}");
+        assert_eq!(stats.rejected, 0, "{stats:?}");
+    }
+    joining.shutdown().await;
     bed.stop().await;
 }

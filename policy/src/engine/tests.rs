@@ -129,9 +129,32 @@ fn a_new_policy_changes_the_targets_and_keeps_the_miners() {
 }
 
 #[test]
+fn a_pool_added_by_a_new_policy_is_used_once_up() {
+    let mut engine = up_engine(&[1.0, 1.0]);
+    for id in 0..6 {
+        engine.observe(
+            Observation::MinerJoined { miner: MinerId(id) },
+            Instant::ZERO,
+        );
+    }
+    engine.plan(Instant::ZERO);
+    engine.reconfigure(policy(&[1.0, 1.0, 1.0], "1s")).unwrap();
+    let down = engine.plan(Instant::from_secs(5));
+    assert_eq!(down.pools.len(), 3);
+    assert!(!down.pools[2].healthy, "new pools start down");
+    engine.observe(
+        Observation::PoolUp { pool: PoolId(2) },
+        Instant::from_secs(5),
+    );
+    let up = engine.plan(Instant::from_secs(10));
+    assert!((up.pools[2].target - 1.0 / 3.0).abs() < 1e-9);
+    assert!(up.pools[2].miners > 0, "{:?}", up.pools);
+}
+
+#[test]
 fn a_policy_with_other_pools_is_refused_and_changes_nothing() {
     let mut engine = up_engine(&[1.0, 1.0]);
-    assert!(engine.reconfigure(policy(&[1.0, 1.0, 1.0], "30s")).is_err());
+    assert!(engine.reconfigure(policy(&[1.0], "30s")).is_err());
     let mut renamed = policy(&[0.5, 1.0], "30s");
     renamed.pools[1].name = "other".into();
     assert!(engine.reconfigure(renamed).is_err());

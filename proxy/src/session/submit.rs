@@ -123,11 +123,14 @@ impl Session {
         let pools = &self.pools;
         let found = self
             .book
-            .find(&submit.job_id, |pool| pools[pool.index()].borrow().epoch)
+            // A pool this session has not seen has no epoch it can match.
+            .find(&submit.job_id, |pool| {
+                pools
+                    .get(pool.index())
+                    .map_or(u64::MAX, |s| s.borrow().epoch)
+            })
             .map_err(none)?;
-        let pool_name = self.shared.upstreams[found.job.pool.index()]
-            .name
-            .to_string();
+        let pool_name = self.shared.upstreams.name(found.job.pool).to_string();
         let at_pool = |reject| (pool_name.clone(), reject);
 
         found
@@ -210,8 +213,11 @@ impl Session {
             credited,
             reply,
         };
-        let upstream = &self.shared.upstreams[found.job.pool.index()];
-        match upstream.forward(forward, verdict.meets_network) {
+        let forwarded = match self.shared.upstreams.get(found.job.pool) {
+            Some(upstream) => upstream.forward(forward, verdict.meets_network),
+            None => Err(forward),
+        };
+        match forwarded {
             Ok(()) => {
                 self.pending.push(PoolAnswer { id, answer });
                 Ok(())

@@ -1,0 +1,65 @@
+//! Each pool's series: created when the pool is configured (so dashboards
+//! see zeros, not gaps) and removed when a reload takes the pool out (so
+//! no alert watches a pool that is gone).
+
+use prometheus::core::{MetricVec, MetricVecBuilder};
+
+use super::{Metrics, Outcome};
+
+#[derive(Clone, Copy)]
+enum Touch {
+    Create,
+    Remove,
+}
+
+impl Touch {
+    fn apply<T: MetricVecBuilder>(self, vec: &MetricVec<T>, labels: &[&str]) {
+        match self {
+            Touch::Create => {
+                vec.with_label_values(labels);
+            }
+            Touch::Remove => {
+                // A series never touched is not there to remove.
+                let _ = vec.remove_label_values(labels);
+            }
+        }
+    }
+}
+
+impl Metrics {
+    /// Creates every series of `pool`.
+    pub fn add_pool(&self, pool: &str) {
+        self.each_pool_series(pool, Touch::Create);
+    }
+
+    /// Removes every series of `pool`.
+    pub fn remove_pool(&self, pool: &str) {
+        self.each_pool_series(pool, Touch::Remove);
+    }
+
+    fn each_pool_series(&self, pool: &str, touch: Touch) {
+        touch.apply(&self.shares_submitted, &[pool]);
+        touch.apply(&self.shares, &[pool, "accepted", "below-pool-target"]);
+        touch.apply(&self.shares, &[pool, "accepted", "pool-accepted"]);
+        for reason in Outcome::POOL_REASONS {
+            touch.apply(&self.shares, &[pool, "rejected", reason]);
+        }
+        for reason in hashsplit_stratum::Reject::LABELS {
+            touch.apply(&self.shares, &[pool, "rejected", reason]);
+        }
+        touch.apply(&self.shares_in_flight, &[pool]);
+        touch.apply(&self.credited_difficulty, &[pool, "accepted"]);
+        touch.apply(&self.credited_difficulty, &[pool, "rejected"]);
+        touch.apply(&self.block_candidates, &[pool]);
+        touch.apply(&self.pool_up, &[pool]);
+        touch.apply(&self.pool_difficulty, &[pool]);
+        touch.apply(&self.upstream_reconnects, &[pool]);
+        touch.apply(&self.upstream_jobs, &[pool]);
+        touch.apply(&self.upstream_last_job, &[pool]);
+        touch.apply(&self.upstream_submit_seconds, &[pool]);
+        touch.apply(&self.switches, &[pool]);
+        touch.apply(&self.policy_target, &[pool]);
+        touch.apply(&self.policy_cap, &[pool]);
+        touch.apply(&self.policy_delivered, &[pool]);
+    }
+}
