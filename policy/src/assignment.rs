@@ -15,11 +15,17 @@ pub struct PoolPlan {
     pub name: String,
     /// Its configured cap.
     pub cap: Ratio,
-    /// The share the engine aims for, in [0, 1].
+    /// The share the engine aims for, in [0, 1]: its weight's share, held
+    /// `margin` below the cap where the cap binds.
     pub target: f64,
-    /// The most the engine lets it have: the cap, or more where the caps
-    /// cannot be met (see [`OnInfeasible`]).
+    /// The most the engine lets it have by its own accounting: the cap less
+    /// `margin`, or more where the caps cannot be met (see
+    /// [`OnInfeasible`]).
     pub limit: f64,
+    /// How far below the cap the engine holds the pool for the noise of its
+    /// hashrate estimates: shrinks as they mature, and only as large as the
+    /// other pools' caps leave room for (0 when the caps are tight).
+    pub margin: f64,
     /// Its share of the work delivered over the last window, as the engine
     /// estimates it (time on the pool × each miner's hashrate estimate).
     pub delivered: f64,

@@ -15,6 +15,10 @@
 //! over ten minutes) rather than rotating quickly. When the targets change
 //! (a pool fails or comes back) a new first window begins, and a guard
 //! keeps the window ending at the next plan under every pool's limit.
+//!
+//! Each pool's limit is its cap less a margin for the noise of the
+//! hashrate estimates behind that accounting (see `margin`), where the caps
+//! leave room for it; the margin shrinks as the estimates mature.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -25,6 +29,7 @@ use crate::assignment::{Assignment, PoolPlan};
 use crate::config::Policy;
 use crate::estimate::{HashrateEstimate, pool_similar};
 use crate::ledger::Trail;
+use crate::margin::{self, Run, Valuation};
 use crate::need::{Lookahead, WantInputs, wants};
 use crate::units::{Hashrate, Instant, MinerId, PoolId, Work};
 
@@ -76,8 +81,10 @@ struct MinerState {
     last_pool: Option<PoolId>,
     /// When it arrived on `pool`.
     since: Instant,
-    /// Hashrate frozen when it left, to value its trail.
+    /// Hashrate frozen when it left, to value its trail, and its relative
+    /// error.
     left_rate: f64,
+    left_error: f64,
     trail: Trail,
 }
 
@@ -168,6 +175,7 @@ impl Engine {
             Observation::MinerLeft { miner } => {
                 if let Some(state) = self.miners.get_mut(&miner) {
                     state.left_rate = rate_of(&state.estimate, now).unwrap_or(0.0);
+                    state.left_error = state.estimate.relative_error(now);
                     state.present = false;
                     state.pool = None;
                     state.trail.stop(now);
@@ -202,9 +210,14 @@ impl Engine {
         let window = config.window;
         let tick = config.rebalance_every;
         self.forget(now.saturating_sub(window));
-        let targets = self.targets();
+        let (rates, valuations) = self.rates(now);
+        let margins = self.margins(&rates, &valuations, now.saturating_sub(window), now);
+        // The regime follows the targets the configuration and pool health
+        // give; the margins drift with every estimate and are no change of
+        // regime.
+        let plain = self.targets(&vec![0.0; margins.len()]);
+        let targets = self.targets(&margins);
 
-        let rates = self.rates(now);
         let fleet: f64 = self
             .miners
             .iter()
@@ -217,9 +230,9 @@ impl Engine {
         // pool's outage one window later. The first window under the new
         // targets is planned as one budget, like the very first window.
         let since = match &self.regime {
-            Some((before, since)) if same_targets(before, &targets.target) => *since,
+            Some((before, since)) if same_targets(before, &plain.target) => *since,
             _ => {
-                self.regime = Some((targets.target.clone(), now));
+                self.regime = Some((plain.target, now));
                 now
             }
         };
@@ -266,7 +279,9 @@ impl Engine {
         self.assignment(now, &rates, &targets, &now_window)
     }
 
-    fn targets(&self) -> Targets {
+    /// Returns the targets, each pool held `margins` below its cap as far
+    /// as the caps leave room.
+    fn targets(&self, margins: &[f64]) -> Targets {
         let inputs: Vec<PoolInput> = self
             .policy
             .pools
@@ -277,6 +292,7 @@ impl Engine {
                 weight: pool.weight,
                 cap: self.policy.cap(PoolId(i)).get(),
                 network_share: pool.network_share.map(|s| s.get()),
+                margin: margins[i],
             })
             .collect();
         allocate::targets(
@@ -297,8 +313,8 @@ impl Engine {
     /// Returns each miner's hashrate in hashes per second: the estimate for
     /// present miners, pooled with those it cannot be told apart from (the
     /// fleet's mean while a miner has none yet), the rate at leaving for the
-    /// others.
-    fn rates(&self, now: Instant) -> HashMap<MinerId, f64> {
+    /// others. With it, how far each rate may be off (see `margin`).
+    fn rates(&self, now: Instant) -> (HashMap<MinerId, f64>, HashMap<MinerId, Valuation>) {
         let mut known_ids = Vec::new();
         let mut known = Vec::new();
         for (&id, state) in &self.miners {
@@ -312,14 +328,77 @@ impl Engine {
         } else {
             known.iter().map(|k| k.0).sum::<f64>() / known.len() as f64
         };
-        let mut rates: HashMap<MinerId, f64> =
-            known_ids.into_iter().zip(pool_similar(&known)).collect();
-        for (&id, state) in &self.miners {
-            rates
-                .entry(id)
-                .or_insert(if state.present { fill } else { state.left_rate });
+        let pooled = pool_similar(&known);
+        let guessed = pooled.iter().map(|p| p.run + 1).max().unwrap_or(0);
+        let mut rates = HashMap::new();
+        let mut valuations = HashMap::new();
+        for ((id, p), &(own, own_error)) in known_ids.into_iter().zip(pooled).zip(&known) {
+            rates.insert(id, p.rate);
+            // As far from the run's rate as its own estimate is, give or
+            // take the part of its noise the run does not share.
+            let off = (own - p.rate) / p.rate;
+            let unshared = (own_error.powi(2) - p.error.powi(2)).max(0.0);
+            let valuation = Valuation {
+                run: Run::Pooled(p.run),
+                error: p.error,
+                apart: (off.powi(2) + unshared).sqrt(),
+            };
+            valuations.insert(id, valuation);
         }
-        rates
+        for (&id, state) in &self.miners {
+            if rates.contains_key(&id) {
+                continue;
+            }
+            let (rate, valuation) = if state.present {
+                // The fleet's mean says nothing about this machine.
+                let run = Run::Pooled(guessed);
+                let error = 0.0;
+                (
+                    fill,
+                    Valuation {
+                        run,
+                        error,
+                        apart: 1.0,
+                    },
+                )
+            } else {
+                let run = Run::Left(id);
+                let error = state.left_error;
+                (
+                    state.left_rate,
+                    Valuation {
+                        run,
+                        error,
+                        apart: 0.0,
+                    },
+                )
+            };
+            rates.insert(id, rate);
+            valuations.insert(id, valuation);
+        }
+        (rates, valuations)
+    }
+
+    /// Returns how far below its cap to hold each pool for the noise of
+    /// the estimates that value the work of `(from, to]`.
+    fn margins(
+        &self,
+        rates: &HashMap<MinerId, f64>,
+        valuations: &HashMap<MinerId, Valuation>,
+        from: Instant,
+        to: Instant,
+    ) -> Vec<f64> {
+        let pools = self.healthy.len();
+        let valued: Vec<(Valuation, Vec<f64>)> = self
+            .miners
+            .iter()
+            .map(|(id, state)| {
+                let mut work = vec![0.0; pools];
+                state.trail.add_work(rates[id], from, to, &mut work);
+                (valuations[id], work)
+            })
+            .collect();
+        margin::margins(pools, &valued)
     }
 
     /// Returns the work each pool received within `(from, to]`.
@@ -471,6 +550,7 @@ impl Engine {
                 cap: self.policy.cap(PoolId(i)),
                 target: targets.target[i],
                 limit: targets.limit[i],
+                margin: targets.margin[i],
                 delivered: if total > 0.0 {
                     window_work[i] / total
                 } else {
@@ -508,6 +588,7 @@ fn new_miner(now: Instant, tau: Duration) -> MinerState {
         last_pool: None,
         since: now,
         left_rate: 0.0,
+        left_error: 0.0,
         trail: Trail::default(),
     }
 }

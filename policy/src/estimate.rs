@@ -93,13 +93,26 @@ impl HashrateEstimate {
     }
 }
 
+/// An estimate pooled with those it cannot be told apart from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pooled {
+    /// The run's precision-weighted mean rate.
+    pub rate: f64,
+    /// The relative standard error of that mean (infinite without
+    /// evidence).
+    pub error: f64,
+    /// Which run it belongs to, counted from the slowest: members of a run
+    /// share one rate, so they are wrong together.
+    pub run: usize,
+}
+
 /// Returns each estimate pooled with the estimates that cannot be told
 /// apart from it.
 ///
 /// `(rate, relative error)` pairs are sorted by rate and cut into runs, a
 /// run growing while its members are consistent with one common rate (a
 /// chi-square test at about three standard deviations); every member of a
-/// run gets the run's precision-weighted mean.
+/// run gets the run's precision-weighted mean and its error.
 ///
 /// Fleets are mostly many machines of a few models. Ten identical miners
 /// with raw estimates a few percent apart would otherwise be split as if the
@@ -107,11 +120,19 @@ impl HashrateEstimate {
 /// differences that do not exist. Machines whose rates differ by more than
 /// the noise keep separate rates, and models close together separate as
 /// their estimates sharpen.
-pub fn pool_similar(estimates: &[(f64, f64)]) -> Vec<f64> {
+pub fn pool_similar(estimates: &[(f64, f64)]) -> Vec<Pooled> {
     let mut order: Vec<usize> = (0..estimates.len()).collect();
     order.sort_by(|&a, &b| estimates[a].0.total_cmp(&estimates[b].0));
-    let mut pooled: Vec<f64> = estimates.iter().map(|e| e.0).collect();
+    let mut pooled: Vec<Pooled> = estimates
+        .iter()
+        .map(|&(rate, error)| Pooled {
+            rate,
+            error,
+            run: 0,
+        })
+        .collect();
     let mut start = 0;
+    let mut runs = 0;
     while start < order.len() {
         let mut run = Run::default();
         run.add(estimates[order[start]]);
@@ -125,11 +146,14 @@ pub fn pool_similar(estimates: &[(f64, f64)]) -> Vec<f64> {
             run = grown;
             end += 1;
         }
-        if let Some(mean) = run.mean() {
-            for &i in &order[start..end] {
-                pooled[i] = mean;
+        for &i in &order[start..end] {
+            if let Some(mean) = run.mean() {
+                pooled[i].rate = mean;
+                pooled[i].error = (1.0 / run.weight).sqrt() / mean;
             }
+            pooled[i].run = runs;
         }
+        runs += 1;
         start = end;
     }
     pooled
@@ -223,10 +247,16 @@ mod tests {
     fn estimates_within_the_noise_are_pooled_and_distinct_ones_kept() {
         // Three 100 TH/s machines seen through ±5% noise, and a 13 TH/s one.
         let pooled = pool_similar(&[(104.0, 0.05), (97.0, 0.05), (99.0, 0.05), (13.5, 0.05)]);
-        assert!((pooled[0] - 100.0).abs() < 1.0, "{pooled:?}");
+        assert!((pooled[0].rate - 100.0).abs() < 1.0, "{pooled:?}");
         assert_eq!(pooled[0], pooled[1]);
         assert_eq!(pooled[1], pooled[2]);
-        assert_eq!(pooled[3], 13.5);
+        assert_eq!(pooled[3].rate, 13.5);
+        assert_ne!(pooled[3].run, pooled[0].run);
+        // Three machines' worth of evidence: the error shrinks by √3.
+        assert!(
+            (pooled[0].error - 0.05 / 3f64.sqrt()).abs() < 0.002,
+            "{pooled:?}"
+        );
     }
 
     #[test]

@@ -9,11 +9,12 @@
 //! hashrates), [`diag`] (TOML problems with path and line), [`config`]
 //! (`[policy]` and `[[pool]]` with validation), [`estimate`] (per-miner
 //! hashrate EWMA), [`allocate`] (target shares by capped water filling),
-//! [`ledger`] (who mined where over the window), `need` (what each pool
-//! needs from the next plan), [`engine`] (realising the targets with whole
-//! miners and time slices) and [`assignment`] (the plan it publishes), and
-//! [`sim`] with [`fleet`] (the deterministic simulator behind
-//! `hashsplit simulate`).
+//! [`ledger`] (who mined where over the window), `margin` (how far below
+//! its cap each pool is held for the noise of the estimates), `need` (what
+//! each pool needs from the next plan), [`engine`] (realising the targets
+//! with whole miners and time slices) and [`assignment`] (the plan it
+//! publishes), and [`sim`] with [`fleet`] (the deterministic simulator
+//! behind `hashsplit simulate`).
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +26,7 @@ pub mod engine;
 pub mod estimate;
 pub mod fleet;
 pub mod ledger;
+mod margin;
 mod need;
 pub mod parse;
 pub mod sim;

@@ -97,15 +97,26 @@ const REPLICATE: f64 = 0.7;
 ///
 /// With a guard, no pool wants more than keeps the window ending at the
 /// next plan under its limit, so a miner already on a pool is moved off
-/// before the pool crosses its cap.
+/// before the pool crosses its cap. In a first window after the targets
+/// change, a pool above its limit but under its cap may hold its share of
+/// the window instead: a pool coming back opens room for margins, and every
+/// pool the window holds at its cap would otherwise be emptied onto the
+/// returning one at once.
 pub(crate) fn wants(inputs: &WantInputs<'_>) -> Vec<f64> {
     let mut want = unguarded_wants(inputs);
     if let Some((next, tick)) = inputs.guard {
         let tick = tick.as_secs_f64();
         let total = next.iter().sum::<f64>() + inputs.fleet * tick;
         let per_horizon = inputs.horizon.as_secs_f64() / tick;
+        let now_total: f64 = inputs.now_window.iter().sum();
         for (i, want) in want.iter_mut().enumerate() {
-            let room = inputs.targets.limit[i] * total - next[i];
+            let limit = inputs.targets.limit[i];
+            let mut room = limit * total - next[i];
+            if inputs.first_window && now_total > 0.0 {
+                let cap = limit + inputs.targets.margin[i];
+                let share = inputs.now_window[i] / now_total;
+                room = room.max(share.min(cap) * total - next[i]);
+            }
             *want = want.min(room * per_horizon);
         }
     }

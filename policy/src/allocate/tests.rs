@@ -7,6 +7,7 @@ fn pool(cap: f64) -> PoolInput {
         weight: 1.0,
         cap,
         network_share: None,
+        margin: 0.0,
     }
 }
 
@@ -84,16 +85,74 @@ fn no_healthy_pool_is_infeasible_with_no_targets() {
     assert!(close(&t.target, &[0.0, 0.0]));
 }
 
+#[test]
+fn margins_hold_capped_pools_below_their_caps_where_there_is_room() {
+    let mut pools = [pool(0.2), pool(1.0), pool(1.0)];
+    pools[0].margin = 0.03;
+    let t = targets(&pools, None, OnInfeasible::Spread);
+    assert!(t.feasible);
+    assert!(close(&t.margin, &[0.03, 0.0, 0.0]), "{:?}", t.margin);
+    assert!(close(&t.target, &[0.17, 0.415, 0.415]), "{:?}", t.target);
+    assert!(close(&t.limit, &[0.17, 1.0, 1.0]), "{:?}", t.limit);
+}
+
+#[test]
+fn margins_share_what_room_the_caps_leave_and_never_make_them_infeasible() {
+    // Room 0.04, of which the margins may take three quarters.
+    let mut pools = [pool(0.52), pool(0.52)];
+    pools.iter_mut().for_each(|p| p.margin = 0.05);
+    let t = targets(&pools, None, OnInfeasible::Spread);
+    assert!(t.feasible);
+    assert!(close(&t.margin, &[0.015, 0.015]), "{:?}", t.margin);
+    assert!(close(&t.target, &[0.5, 0.5]), "{:?}", t.target);
+    assert!(close(&t.limit, &[0.505, 0.505]), "{:?}", t.limit);
+
+    let mut tight = [pool(0.5), pool(0.5)];
+    tight.iter_mut().for_each(|p| p.margin = 0.05);
+    let t = targets(&tight, None, OnInfeasible::Spread);
+    assert!(t.feasible);
+    assert!(close(&t.margin, &[0.0, 0.0]), "{:?}", t.margin);
+}
+
+#[test]
+fn margins_do_not_send_work_to_avoided_pools() {
+    // The preferred pools' caps take all the work only at their caps.
+    let mut pools = [pool(0.5), pool(0.5), pool(1.0)];
+    pools[0].margin = 0.05;
+    pools[1].margin = 0.05;
+    pools[2].network_share = Some(0.4);
+    let t = targets(&pools, Some(0.25), OnInfeasible::Spread);
+    assert!(t.feasible);
+    assert!(!t.network_fallback);
+    assert!(close(&t.target, &[0.5, 0.5, 0.0]), "{:?}", t.target);
+}
+
+#[test]
+fn a_margin_takes_at_most_half_a_cap() {
+    let mut pools = [pool(0.1), pool(1.0)];
+    pools[0].margin = 0.5;
+    let t = targets(&pools, None, OnInfeasible::Spread);
+    assert!(close(&t.target, &[0.05, 0.95]), "{:?}", t.target);
+}
+
 proptest! {
     #[test]
     fn targets_sum_to_one_and_respect_caps_when_feasible(
         caps in proptest::collection::vec(0.05f64..=1.0, 1..6),
         weights in proptest::collection::vec(0.1f64..10.0, 6),
+        margins in proptest::collection::vec(0.0f64..0.2, 6),
     ) {
         let pools: Vec<PoolInput> = caps
             .iter()
             .zip(&weights)
-            .map(|(&cap, &weight)| PoolInput { healthy: true, weight, cap, network_share: None })
+            .zip(&margins)
+            .map(|((&cap, &weight), &margin)| PoolInput {
+                healthy: true,
+                weight,
+                cap,
+                network_share: None,
+                margin,
+            })
             .collect();
         let t = targets(&pools, None, OnInfeasible::Spread);
         let sum: f64 = t.target.iter().sum();
@@ -103,8 +162,10 @@ proptest! {
             prop_assert!(*target <= limit + 1e-9);
         }
         if t.feasible {
-            for (target, cap) in t.target.iter().zip(&caps) {
-                prop_assert!(*target <= cap + 1e-9);
+            for i in 0..caps.len() {
+                prop_assert!(t.margin[i] <= margins[i] + 1e-12);
+                prop_assert!((t.limit[i] - (caps[i] - t.margin[i])).abs() < 1e-9);
+                prop_assert!(t.target[i] > 0.0);
             }
         }
     }

@@ -121,7 +121,11 @@ fn a_new_policy_changes_the_targets_and_keeps_the_miners() {
     let now = Instant::from_secs(5);
     let after = engine.plan(now);
     assert_eq!(after.pools[0].cap.get(), 0.25);
-    assert!((after.pools[0].target - 0.25).abs() < 1e-9);
+    // No estimates yet, so the new cap is held with a margin.
+    let row = &after.pools[0];
+    assert!(row.margin > 0.0);
+    assert!((row.target + row.margin - 0.25).abs() < 1e-9, "{row:?}");
+    assert!((row.limit - row.target).abs() < 1e-9, "{row:?}");
     assert!(after.pools.iter().all(|row| row.healthy), "health is kept");
     for id in 0..4 {
         assert!(after.pool_for(MinerId(id)).is_some(), "miner {id} is kept");
@@ -159,4 +163,54 @@ fn a_policy_with_other_pools_is_refused_and_changes_nothing() {
     renamed.pools[1].name = "other".into();
     assert!(engine.reconfigure(renamed).is_err());
     assert_eq!(engine.policy().cap(PoolId(0)).get(), 1.0);
+}
+
+/// Plans every 5 s for `secs`, crediting each miner one share of its
+/// `(rate, pool)` work per tick, and returns the last plan.
+fn run_noiseless(engine: &mut Engine, rates: &[f64], from: u64, secs: u64) -> Assignment {
+    let mut plan = engine.plan(Instant::from_secs(from));
+    for t in (from..from + secs).step_by(5) {
+        plan = engine.plan(Instant::from_secs(t));
+        for (id, &rate) in rates.iter().enumerate() {
+            let miner = MinerId(id as u64);
+            if let Some(pool) = plan.pool_for(miner) {
+                let work = Work::from_hashes(rate * 5.0);
+                engine.observe(
+                    Observation::Work { miner, pool, work },
+                    Instant::from_secs(t + 5),
+                );
+            }
+        }
+    }
+    plan
+}
+
+#[test]
+fn a_capped_pool_is_held_below_its_cap_while_estimates_are_young() {
+    // A big and a small machine; the first pool's cap binds and the second
+    // has room for the margin.
+    let mut engine = up_engine(&[0.3, 1.0]);
+    for id in 0..2 {
+        engine.observe(
+            Observation::MinerJoined { miner: MinerId(id) },
+            Instant::ZERO,
+        );
+    }
+    let rates = [3e14, 1e14];
+    let young = run_noiseless(&mut engine, &rates, 0, 600);
+    let old = run_noiseless(&mut engine, &rates, 600, 3000);
+    for plan in [&young, &old] {
+        let row = &plan.pools[0];
+        assert_eq!(row.cap.get(), 0.3, "the cap is reported as configured");
+        assert!(row.margin > 0.0, "{row:?}");
+        assert!((row.target + row.margin - 0.3).abs() < 1e-9, "{row:?}");
+    }
+    // The estimates average over three windows, so the margin shrinks
+    // towards what that many shares still leave, not to nothing.
+    assert!(
+        old.pools[0].margin < young.pools[0].margin * 0.75,
+        "{} then {}",
+        young.pools[0].margin,
+        old.pools[0].margin
+    );
 }
