@@ -60,7 +60,8 @@ async fn a_reloaded_cap_is_planned_with_at_once_and_no_miner_reconnects() {
     assert!(reloaded.restart_needed.is_empty());
     let planned = eventually(Duration::from_secs(5), || {
         let plan = bed.proxy.assignment();
-        plan.pools[0].cap.get() == 0.2 && (plan.pools[0].target - 0.2).abs() < 1e-9
+        // The target is the cap less the margin for estimate noise.
+        plan.pools[0].cap.get() == 0.2 && plan.pools[0].target <= 0.2 + 1e-9
     });
     assert!(planned.await, "{:?}", bed.proxy.assignment().pools);
     assert_eq!(
