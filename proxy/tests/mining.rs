@@ -98,13 +98,7 @@ async fn a_pool_killed_mid_run_loses_its_miners_to_the_others_and_no_share_is_lo
     let pools = (0..3).map(|_| (pool.clone(), "")).collect();
     let mut bed = Bed::start_with(pools, policy, "[downstream]\nmin_difficulty = 0.00001\n").await;
     bed.pools_up().await;
-    let miners: Vec<_> = (0..4)
-        .map(|i| {
-            let mut config = SimMinerConfig::new(bed.addr(), Profile::Asic, &format!("m{i}"));
-            config.hashrate = Some(5e5);
-            SimMiner::start(config)
-        })
-        .collect();
+    let miners = bed.asic_miners(4, 5e5);
     let all_used = eventually(Duration::from_secs(30), || {
         bed.pools
             .iter()
@@ -169,13 +163,7 @@ async fn a_pool_refusing_every_share_is_given_no_miners() {
     )
     .await;
     bed.pools_up().await;
-    let miners: Vec<_> = (0..4)
-        .map(|i| {
-            let mut config = SimMinerConfig::new(bed.addr(), Profile::Asic, &format!("m{i}"));
-            config.hashrate = Some(5e5);
-            SimMiner::start(config)
-        })
-        .collect();
+    let miners = bed.asic_miners(4, 5e5);
     let metrics = bed.proxy.metrics();
     let quarantined = eventually(Duration::from_secs(30), || {
         metrics.sum("hashsplit_pool_up", &[("pool", "pool0")]) == 0.0

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Bed, POOL_USER};
 use hashsplit_stratum::Difficulty;
-use miner_sim::{Fault, Profile, SimMiner, SimMinerConfig, SimPoolConfig, eventually};
+use miner_sim::{Fault, SimMiner, SimPoolConfig, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miners_reconnect_once_for_a_narrow_pool_and_then_mine_it() {
@@ -38,13 +38,7 @@ async fn miners_reconnect_once_for_a_narrow_pool_and_then_mine_it() {
             == 1.0)
         .await
     );
-    let miners: Vec<_> = (0..2)
-        .map(|i| {
-            let mut config = SimMinerConfig::new(bed.addr(), Profile::Asic, &format!("m{i}"));
-            config.hashrate = Some(3e5);
-            SimMiner::start(config)
-        })
-        .collect();
+    let miners = bed.asic_miners(2, 3e5);
     assert!(
         eventually(Duration::from_secs(15), || miners
             .iter()

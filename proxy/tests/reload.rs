@@ -37,13 +37,7 @@ async fn a_reloaded_cap_is_planned_with_at_once_and_no_miner_reconnects() {
     };
     let bed = Bed::start_with(vec![(pool.clone(), ""), (pool, "")], POLICY, DOWNSTREAM).await;
     bed.pools_up().await;
-    let miners: Vec<_> = (0..4)
-        .map(|i| {
-            let mut config = SimMinerConfig::new(bed.addr(), Profile::Asic, &format!("m{i}"));
-            config.hashrate = Some(2e5);
-            SimMiner::start(config)
-        })
-        .collect();
+    let miners = bed.asic_miners(4, 2e5);
     let metrics = bed.proxy.metrics();
     assert!(
         eventually(Duration::from_secs(15), || miners
@@ -174,13 +168,7 @@ async fn pools_added_and_removed_by_a_reload_get_and_lose_their_miners() {
     )
     .await;
     bed.pools_up().await;
-    let miners: Vec<_> = (0..4)
-        .map(|i| {
-            let mut rig = SimMinerConfig::new(bed.addr(), Profile::Asic, &format!("m{i}"));
-            rig.hashrate = Some(2e5);
-            SimMiner::start(rig)
-        })
-        .collect();
+    let miners = bed.asic_miners(4, 2e5);
     assert!(
         eventually(Duration::from_secs(15), || bed.pools[1]
             .stats()

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hashsplit::{Config, Proxy};
-use miner_sim::{SimPool, SimPoolConfig};
+use miner_sim::{Profile, SimMiner, SimMinerConfig, SimPool, SimPoolConfig};
 use tokio::net::TcpListener;
 
 /// The worker name the proxy authorizes with at every pool.
@@ -57,6 +57,18 @@ impl Bed {
 
     pub fn addr(&self) -> SocketAddr {
         self.proxy.local_addr()
+    }
+
+    /// Starts `count` ASIC-like miners, `m0`, `m1`, ..., hashing at
+    /// `hashrate` H/s each.
+    pub fn asic_miners(&self, count: usize, hashrate: f64) -> Vec<SimMiner> {
+        (0..count)
+            .map(|i| {
+                let mut config = SimMinerConfig::new(self.addr(), Profile::Asic, &format!("m{i}"));
+                config.hashrate = Some(hashrate);
+                SimMiner::start(config)
+            })
+            .collect()
     }
 
     /// Waits until every pool is up at the proxy.
