@@ -65,7 +65,7 @@ pub async fn run(
     };
     let mut pools = Vec::new();
     let mut toml = String::from(
-        "[policy]\nmax_share = 0.5\nwindow = \"1m\"\nmin_dwell = \"6s\"\nrebalance_every = \"2s\"\n\n\
+        "[policy]\nmax_share = 0.5\nwindow = \"60s\"\nmin_dwell = \"6s\"\nrebalance_every = \"2s\"\n\n\
          [server]\nlisten = \"127.0.0.1:0\"\n\n\
          [downstream]\nmin_difficulty = 0.000001\ninitial_difficulty = 0.0001\n\n",
     );
@@ -97,7 +97,7 @@ pub async fn run(
     println!("  miners connect to   stratum+tcp://{}", proxy.local_addr());
     println!("  metrics             http://{metrics_addr}/metrics");
     println!(
-        "  policy              max_share 0.5; big-pool weight 3 but capped at 0.4; targets 0.4 / 0.3 / 0.3"
+        "  policy              max_share 0.5; big-pool weight 3 but capped at 0.4, so targets near 0.4 / 0.3 / 0.3\n                      (each cap less a margin for hashrate-estimate noise, which shrinks as estimates mature)"
     );
     println!("  Ctrl-C to stop\n");
 
@@ -154,6 +154,9 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
+/// The demo policy's window (`window = "60s"` above).
+const DEMO_WINDOW: Duration = Duration::from_secs(60);
+
 impl Report {
     /// Returns the table: the policy's view next to each pool's accounting.
     fn render(&mut self, proxy: &Proxy, pools: &[SimPool]) -> String {
@@ -202,9 +205,15 @@ impl Report {
                 if row.healthy { "" } else { "  DOWN" },
             );
         }
+        let filling = self.start.elapsed() < DEMO_WINDOW;
         let _ = writeln!(
             out,
-            "         * the policy's estimate over its window; ** measured at the pools (accepted difficulty){}\n",
+            "         * the policy's estimate over its window; ** measured at the pools (accepted difficulty){}{}\n",
+            if filling {
+                "\n         (the first 1-minute window is still filling, on young hashrate estimates: caps hold over full windows)"
+            } else {
+                ""
+            },
             if plan.feasible {
                 ""
             } else {
