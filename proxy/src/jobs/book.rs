@@ -5,7 +5,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use hashsplit_policy::PoolId;
-use hashsplit_stratum::{Difficulty, Reject, ShareKey};
+use hashsplit_stratum::{Difficulty, Reject, ShareContext, ShareKey, Submission, Target};
 
 use super::PoolJob;
 
@@ -92,6 +92,32 @@ impl JobBook {
             job: Arc::clone(&entry.job),
             difficulty: entry.difficulty,
         })
+    }
+
+    /// Returns the header hash of a share for job `job_id` if it meets the
+    /// job's network target: for a stale job, a block the pool can no
+    /// longer take, worth telling the operator about.
+    pub fn block_hash(
+        &self,
+        job_id: &str,
+        extranonce1: &[u8],
+        version_mask: Option<u32>,
+        submission: &Submission,
+    ) -> Option<[u8; 32]> {
+        let entry = self
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.job.notify.job_id == job_id)?;
+        let nothing = Target::from_le_bytes([0; 32]);
+        let ctx = ShareContext {
+            extranonce1,
+            version_mask,
+            miner_target: nothing,
+            pool_target: nothing,
+        };
+        let verdict = entry.job.job.judge(&ctx, submission).ok()?;
+        verdict.meets_network.then_some(verdict.hash)
     }
 
     /// Returns [`Reject::Duplicate`] if the share was recorded before.

@@ -229,6 +229,48 @@ fn the_book_finds_jobs_and_refuses_stale_unknown_and_duplicates() {
 }
 
 #[test]
+fn a_stale_share_meeting_the_network_target_is_recognised() {
+    let ids = JobIds::default();
+    let mut book = JobBook::default();
+    // Regtest's network target: about every other hash is a block.
+    let easy = Notify {
+        nbits: 0x207f_ffff,
+        ..notify()
+    };
+    let job = PoolJob::translate(
+        PoolId(1),
+        &easy,
+        &pool_en(),
+        LAYOUT,
+        Difficulty::ONE,
+        3,
+        &ids,
+    )
+    .unwrap();
+    let hard = translated(3, &ids);
+    let (easy_id, hard_id) = (job.notify.job_id.clone(), hard.notify.job_id.clone());
+    book.sent(Arc::new(job), Difficulty::ONE);
+    book.sent(Arc::new(hard), Difficulty::ONE);
+    let share = |nonce| Submission::new(&[1, 2, 3, 4], 1_700_000_000, nonce, None);
+    let blocks = (0..64)
+        .filter(|&n| {
+            book.block_hash(&easy_id, &[0, 1], None, &share(n))
+                .is_some()
+        })
+        .count();
+    assert!(
+        (8..=56).contains(&blocks),
+        "about half are blocks: {blocks}"
+    );
+    // At difficulty 1 a block takes ~2^32 hashes: none of these is one.
+    assert!((0..64).all(|n| {
+        book.block_hash(&hard_id, &[0, 1], None, &share(n))
+            .is_none()
+    }));
+    assert_eq!(book.block_hash("nope", &[0, 1], None, &share(0)), None);
+}
+
+#[test]
 fn a_job_sent_again_keeps_its_shares_for_duplicate_detection() {
     // The miner goes A → B → A while A's job stays the same.
     let ids = JobIds::default();

@@ -128,8 +128,15 @@ impl Session {
                 pools
                     .get(pool.index())
                     .map_or(u64::MAX, |s| s.borrow().epoch)
-            })
-            .map_err(none)?;
+            });
+        let found = match found {
+            Ok(found) => found,
+            Err(Reject::Stale) => {
+                self.warn_if_block(&submit.job_id, &submission);
+                return Err(none(Reject::Stale));
+            }
+            Err(reject) => return Err(none(reject)),
+        };
         let pool_name = self.shared.upstreams.name(found.job.pool).to_string();
         let at_pool = |reject| (pool_name.clone(), reject);
 
@@ -156,6 +163,24 @@ impl Session {
             submission,
             verdict,
         })
+    }
+
+    /// Logs a stale share that would have been a block: a whole block
+    /// reward lost to a miner slow to take new work.
+    fn warn_if_block(&self, job_id: &str, submission: &Submission) {
+        let extranonce1 = self.extranonce1.as_bytes();
+        if let Some(hash) = self
+            .book
+            .block_hash(job_id, extranonce1, self.version_mask, submission)
+        {
+            warn!(
+                miner = %self.miner,
+                peer = %self.peer,
+                hash = %hash_to_hex(&hash),
+                "a share meeting the network target came for a stale job: the pool had \
+                 already moved to a new block, so it is lost; check this miner's latency"
+            );
+        }
     }
 
     async fn settle_accepted(&mut self, id: Id, share: Accepted) -> Result<(), Ended> {
