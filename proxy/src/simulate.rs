@@ -59,13 +59,18 @@ pub fn check_summary(config: &Config) -> String {
     let c = &policy.config;
     let mut out = format!(
         "config ok: {} pools, window {:?}, min_dwell {:?}, rebalance_every {:?}, \
-         on_infeasible {}\nminers listen on {}, metrics on {}\n\n",
+         on_infeasible {}\nminers listen on {}{}, metrics on {}\n\n",
         policy.pools.len(),
         c.window,
         c.min_dwell,
         c.rebalance_every,
         c.on_infeasible,
         config.server.listen,
+        if config.server.proxy_protocol {
+            " (behind a balancer: PROXY protocol header required)"
+        } else {
+            ""
+        },
         config.metrics.listen,
     );
     let _ = writeln!(out, "{:<16}  {:>6}  {:>7}  url", "pool", "cap", "target");

@@ -43,6 +43,7 @@ max_connections_per_ip = 5
 handshake_timeout = "10s"
 idle_timeout = "1h"
 max_line_length = 4096
+proxy_protocol = true
 
 [downstream]
 extranonce1_size = 3
@@ -64,6 +65,9 @@ max_workers = 20
     assert_eq!(config.server.handshake_timeout, Duration::from_secs(10));
     assert_eq!(config.server.idle_timeout, Duration::from_secs(3600));
     assert_eq!(config.server.max_line_length, 4096);
+    assert!(config.server.proxy_protocol);
+    assert!(!ServerConfig::default().proxy_protocol);
+    assert!(crate::simulate::check_summary(&config).contains("PROXY protocol header required"));
     assert_eq!(config.downstream.extranonce1_size, 3);
     assert_eq!(config.downstream.extranonce2_size, 8);
     assert_eq!(config.downstream.share_rate, 30.0);
