@@ -25,18 +25,33 @@ fn rewritten(bed: &Bed, policy: &str, pool_lines: &[&str]) -> hashsplit::Config 
     config(&toml)
 }
 
+/// A pool at a low difficulty, so miners find shares every second.
+fn busy_pool() -> SimPoolConfig {
+    SimPoolConfig {
+        difficulty: Difficulty::try_new(1e-5).unwrap(),
+        ..SimPoolConfig::default()
+    }
+}
+
+/// Two busy pools, up at the proxy.
+async fn two_pools() -> Bed {
+    let bed = Bed::start_with(
+        vec![(busy_pool(), ""), (busy_pool(), "")],
+        POLICY,
+        DOWNSTREAM,
+    )
+    .await;
+    bed.pools_up().await;
+    bed
+}
+
 fn cap(bed: &Bed, pool: usize) -> f64 {
     bed.proxy.assignment().pools[pool].cap.get()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reloaded_cap_is_planned_with_at_once_and_no_miner_reconnects() {
-    let pool = SimPoolConfig {
-        difficulty: Difficulty::try_new(1e-5).unwrap(),
-        ..SimPoolConfig::default()
-    };
-    let bed = Bed::start_with(vec![(pool.clone(), ""), (pool, "")], POLICY, DOWNSTREAM).await;
-    bed.pools_up().await;
+    let bed = two_pools().await;
     let miners = bed.asic_miners(4, 2e5);
     let metrics = bed.proxy.metrics();
     assert!(
@@ -112,24 +127,14 @@ async fn a_reloaded_cap_is_planned_with_at_once_and_no_miner_reconnects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reloaded_pool_url_reconnects_that_pool_only() {
-    let pool = SimPoolConfig {
-        difficulty: Difficulty::try_new(1e-5).unwrap(),
-        ..SimPoolConfig::default()
-    };
-    let bed = Bed::start_with(
-        vec![(pool.clone(), ""), (pool.clone(), "")],
-        POLICY,
-        DOWNSTREAM,
-    )
-    .await;
-    bed.pools_up().await;
+    let bed = two_pools().await;
     let mut rig = SimMinerConfig::new(bed.addr(), Profile::Asic, "m0");
     rig.hashrate = Some(3e5);
     let miner = SimMiner::start(rig);
     assert!(eventually(Duration::from_secs(15), || miner.stats().accepted > 0).await);
 
     // The operator moves pool1 to another server (a nearer region, say).
-    let moved_to = miner_sim::SimPool::start(pool).await.unwrap();
+    let moved_to = miner_sim::SimPool::start(busy_pool()).await.unwrap();
     let mut toml = format!("{POLICY}\n{DOWNSTREAM}\n");
     toml.push_str(&pool_entry(0, bed.pools[0].addr(), ""));
     toml.push_str(&pool_entry(1, moved_to.addr(), ""));
@@ -157,17 +162,7 @@ async fn a_reloaded_pool_url_reconnects_that_pool_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pools_added_and_removed_by_a_reload_get_and_lose_their_miners() {
-    let pool = SimPoolConfig {
-        difficulty: Difficulty::try_new(1e-5).unwrap(),
-        ..SimPoolConfig::default()
-    };
-    let bed = Bed::start_with(
-        vec![(pool.clone(), ""), (pool.clone(), "")],
-        POLICY,
-        DOWNSTREAM,
-    )
-    .await;
-    bed.pools_up().await;
+    let bed = two_pools().await;
     let miners = bed.asic_miners(4, 2e5);
     assert!(
         eventually(Duration::from_secs(15), || bed.pools[1]
@@ -179,7 +174,7 @@ async fn pools_added_and_removed_by_a_reload_get_and_lose_their_miners() {
     );
 
     // pool1 leaves the file; pool2, a new server, joins it.
-    let joining = miner_sim::SimPool::start(pool).await.unwrap();
+    let joining = miner_sim::SimPool::start(busy_pool()).await.unwrap();
     let mut toml = format!("{POLICY}\n{DOWNSTREAM}\n");
     toml.push_str(&pool_entry(0, bed.pools[0].addr(), ""));
     toml.push_str(&pool_entry(2, joining.addr(), ""));
