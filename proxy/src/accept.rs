@@ -80,6 +80,9 @@ pub(crate) async fn run(
     let allocator =
         ExtranonceAllocator::new(usize::from(shared.config.downstream.extranonce1_size));
     let per_ip = PerIp::default();
+    // Behind a balancer, the direct peer's connections still reading their
+    // header: one address cannot fill every slot with silent connections.
+    let header_per_ip = PerIp::default();
     let metrics = shared.metrics.clone();
     let (unwrapped, mut headed) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
     // Connections whose PROXY header is still being read.
@@ -107,9 +110,15 @@ pub(crate) async fn run(
                         refuse("connection-limit");
                         continue;
                     }
+                    let Some(reading_slot) = header_per_ip.take(pair.1.ip(), per_ip_limit) else {
+                        debug!(peer = %pair.1, "per-IP limit of connections without a header; refused");
+                        refuse("connection-limit");
+                        continue;
+                    };
                     reading.fetch_add(1, Ordering::Relaxed);
                     tasks.spawn(unwrap_header(
                         pair,
+                        reading_slot,
                         server.handshake_timeout,
                         unwrapped.clone(),
                         Arc::clone(&reading),
@@ -172,6 +181,7 @@ pub(crate) async fn run(
 /// valid header is closed and counted as bad input.
 async fn unwrap_header(
     (mut stream, peer): (TcpStream, SocketAddr),
+    reading_slot: Slot,
     timeout: Duration,
     admit: mpsc::Sender<(TcpStream, SocketAddr)>,
     reading: Arc<AtomicUsize>,
@@ -194,6 +204,7 @@ async fn unwrap_header(
             return refused(&reading, &metrics, "handshake-timeout");
         }
     };
+    drop(reading_slot);
     if admit.send((stream, source)).await.is_err() {
         // The accept loop has stopped: the proxy is shutting down.
         reading.fetch_sub(1, Ordering::Relaxed);

@@ -203,6 +203,7 @@ pub fn spawn(
         entry: entry_rx,
         shutdown: shutdown.clone(),
         retiring: Arc::clone(&retiring),
+        refusals: std::sync::Mutex::default(),
     };
     let pool = upstream.config.pool;
     tasks.spawn(upstream.run());
@@ -248,13 +249,20 @@ struct Upstream {
     entry: watch::Receiver<PoolConfig>,
     shutdown: CancellationToken,
     retiring: Arc<AtomicBool>,
+    /// The pool's latest answers and quarantine, across connections.
+    refusals: std::sync::Mutex<connection::Refusals>,
 }
 
 impl Upstream {
     async fn run(mut self) {
         let mut failures = 0u32;
         loop {
-            self.config.config = self.entry.borrow_and_update().clone();
+            let entry = self.entry.borrow_and_update().clone();
+            if entry != self.config.config {
+                // Another address or login: its record starts clean.
+                *self.refusals() = connection::Refusals::default();
+                self.config.config = entry;
+            }
             match connection::run(&mut self).await {
                 Ended::Shutdown => break,
                 Ended::Lost {
@@ -300,6 +308,11 @@ impl Upstream {
         info!(pool = %self.name, "upstream stopped");
     }
 
+    /// Returns the pool's refusal record (never held across an await).
+    fn refusals(&self) -> std::sync::MutexGuard<'_, connection::Refusals> {
+        self.refusals.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Waits out a backoff, answering queued shares as unavailable; returns
     /// false if the proxy is shutting down.
     async fn idle_for(&mut self, delay: Duration) -> bool {
@@ -310,6 +323,8 @@ impl Upstream {
                 biased;
                 () = self.shutdown.cancelled() => return false,
                 () = &mut deadline => return true,
+                // A reloaded address or login is tried at once.
+                Ok(()) = self.entry.changed() => return true,
                 Some(share) = self.blocks.recv() => self.settle_unsent(share),
                 Some(share) = self.shares.recv() => self.settle_unsent(share),
             }

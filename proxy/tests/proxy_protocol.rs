@@ -70,5 +70,19 @@ async fn the_per_ip_limit_counts_the_miners_behind_the_balancer() {
     });
     assert!(counted.await);
     assert_eq!(metrics.sum("hashsplit_downstream_connections", &[]), 2.0);
+
+    // A direct client holding a connection without a header takes its
+    // address's one header slot: it cannot fill the proxy with them.
+    let _silent = TcpStream::connect(bed.addr()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (refused, _) = subscribe_as(&bed, &v1("203.0.113.9")).await;
+    assert_eq!(refused, None);
+    let limited = eventually(Duration::from_secs(5), || {
+        metrics.sum(
+            "hashsplit_downstream_disconnects_total",
+            &[("reason", "connection-limit")],
+        ) == 2.0
+    });
+    assert!(limited.await);
     bed.stop().await;
 }

@@ -166,7 +166,7 @@ impl Session {
     }
 
     /// Logs a stale share that would have been a block: a whole block
-    /// reward lost to a miner slow to take new work.
+    /// reward lost, often to a miner slow to take new work.
     fn warn_if_block(&self, job_id: &str, submission: &Submission) {
         let extranonce1 = self.extranonce1.as_bytes();
         if let Some(hash) = self
@@ -177,8 +177,9 @@ impl Session {
                 miner = %self.miner,
                 peer = %self.peer,
                 hash = %hash_to_hex(&hash),
-                "a share meeting the network target came for a stale job: the pool had \
-                 already moved to a new block, so it is lost; check this miner's latency"
+                "a share meeting the network target came for a stale job (from before the \
+                 pool's latest new block, reconnect or extranonce change), so it cannot be \
+                 submitted; if this repeats, check how fast this miner takes new work"
             );
         }
     }

@@ -22,6 +22,8 @@ use tracing::{debug, info, warn};
 
 mod health;
 
+pub(super) use health::Refusals;
+
 use super::{Ended, Forward, Upstream};
 use crate::jobs::{PoolExtranonce, PoolJob};
 use crate::metrics::{Outcome, PoolReject};
@@ -79,7 +81,6 @@ struct Link {
     connected: Instant,
     bad_lines: u32,
     healthy: bool,
-    refusals: health::Refusals,
 }
 
 /// Runs one connection until it is lost or the proxy shuts down.
@@ -88,6 +89,9 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
     let target = (url.host.clone(), url.port);
     let stream = tokio::select! {
         () = up.shutdown.cancelled() => return Ended::Shutdown,
+        Ok(()) = up.entry.changed() => {
+            return lost("the pool's url or login was reloaded while connecting".into(), true);
+        }
         result = timeout(CONNECT_TIMEOUT, TcpStream::connect(target)) => match result {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return lost(format!("connect to {url}: {e}"), false),
@@ -111,7 +115,6 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
         connected: now,
         bad_lines: 0,
         healthy: false,
-        refusals: health::Refusals::default(),
     };
     info!(pool = %up.name, %url, "connected to pool");
 

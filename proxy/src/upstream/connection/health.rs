@@ -9,7 +9,9 @@
 //! down for a quarantine (the policy moves its miners at the next plan), then
 //! tried again; each quarantine in a row is twice as long, up to ten
 //! minutes. Stale answers do not count: every pool sends a few around a new
-//! block.
+//! block; nor do answers during a quarantine (to shares already on their
+//! way). The record belongs to the upstream, not the connection, so a pool
+//! that drops the connection does not end its quarantine by reconnecting.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -33,7 +35,7 @@ const LONGEST_QUARANTINE: Duration = Duration::from_secs(600);
 
 /// The latest answers of a pool to shares, and its quarantine.
 #[derive(Debug, Default)]
-pub(super) struct Refusals {
+pub(crate) struct Refusals {
     /// `true` for a refusal; stale answers are left out.
     answers: VecDeque<bool>,
     until: Option<Instant>,
@@ -44,6 +46,9 @@ impl Refusals {
     /// Records the pool's answer to a share at `now`; returns the
     /// quarantine to start if the pool now refuses most shares.
     pub(super) fn record(&mut self, outcome: Outcome, now: Instant) -> Option<Duration> {
+        if self.until.is_some_and(|until| now < until) {
+            return None;
+        }
         let refused = match outcome {
             Outcome::AcceptedByPool => false,
             Outcome::RejectedByPool(PoolReject::Stale) => return None,
@@ -92,7 +97,8 @@ impl Link {
     /// Takes in the pool's answer to a share; quarantines a pool that
     /// refuses most of them.
     pub(super) fn judge_answer(&mut self, up: &Upstream, outcome: Outcome) {
-        let Some(length) = self.refusals.record(outcome, Instant::now()) else {
+        let started = up.refusals().record(outcome, Instant::now());
+        let Some(length) = started else {
             return;
         };
         warn!(
@@ -113,7 +119,7 @@ impl Link {
             || self
                 .first_job
                 .is_some_and(|at| at.elapsed() >= DIFFICULTY_GRACE);
-        if self.refusals.quarantined(Instant::now(), &up.name) {
+        if up.refusals().quarantined(Instant::now(), &up.name) {
             return;
         }
         if self.authorized && has_job && difficulty_settled {
@@ -197,13 +203,23 @@ mod tests {
         );
         assert_eq!(refusals.record(REFUSED, now), Some(QUARANTINE));
         assert!(refusals.quarantined(now + Duration::from_secs(59), "p"));
-        assert!(!refusals.quarantined(now + QUARANTINE, "p"));
+        // Answers to shares still on their way do not count meanwhile.
+        assert_eq!(
+            feed(&mut refusals, REFUSED, 64, now + Duration::from_secs(30)),
+            None
+        );
+        let after = now + QUARANTINE;
+        assert!(!refusals.quarantined(after, "p"));
 
         // Still refusing: twice as long.
-        assert_eq!(feed(&mut refusals, REFUSED, 32, now), Some(QUARANTINE * 2));
+        assert_eq!(
+            feed(&mut refusals, REFUSED, 32, after),
+            Some(QUARANTINE * 2)
+        );
         // Mostly accepting again: the next one starts short.
-        feed(&mut refusals, Outcome::AcceptedByPool, 40, now);
-        assert_eq!(feed(&mut refusals, REFUSED, 64, now), Some(QUARANTINE));
+        let later = after + QUARANTINE * 2;
+        feed(&mut refusals, Outcome::AcceptedByPool, 40, later);
+        assert_eq!(feed(&mut refusals, REFUSED, 64, later), Some(QUARANTINE));
     }
 
     #[test]
@@ -223,8 +239,13 @@ mod tests {
     fn quarantines_grow_to_ten_minutes_at_most() {
         let now = Instant::now();
         let mut refusals = Refusals::default();
+        let mut at = now;
         let lengths: Vec<_> = (0..7)
-            .filter_map(|_| feed(&mut refusals, REFUSED, 32, now))
+            .filter_map(|_| {
+                let length = feed(&mut refusals, REFUSED, 32, at)?;
+                at += length;
+                Some(length)
+            })
             .collect();
         assert_eq!(lengths.len(), 7);
         assert_eq!(lengths[4], LONGEST_QUARANTINE);
