@@ -108,6 +108,7 @@ impl Proxy {
                         config: pool.clone(),
                         layouts: Arc::clone(&layouts),
                         version_mask: config.downstream.version_mask,
+                        succeeds: None,
                     },
                     metrics.clone(),
                     Arc::clone(&ids),
@@ -201,13 +202,16 @@ impl Proxy {
         }
         let mut watch = Vec::new();
         for &pool in &reloaded.added {
-            self.metrics.add_pool(&entries[pool].name);
+            // A pool back in the file: its new upstream waits for the old
+            // one to have finished, and starts after its epoch.
+            let succeeds = controls.get(pool).zip(self.upstreams.get(PoolId(pool)));
             let (handle, control) = upstream::spawn(
                 UpstreamConfig {
                     pool: PoolId(pool),
                     config: entries[pool].clone(),
                     layouts: Arc::clone(&self.layouts),
                     version_mask: self.config.downstream.version_mask,
+                    succeeds: succeeds.map(|(old, handle)| old.predecessor(&handle.state)),
                 },
                 self.metrics.clone(),
                 Arc::clone(&self.ids),

@@ -202,6 +202,16 @@ impl PolicyTask {
             warn!("a reloaded policy renames or drops the engine's pools; it is ignored");
             return;
         }
+        // The policy series of a pool just taken out go now: this task is
+        // their only writer, and it skips removed pools from here on.
+        for (index, (&now, &before)) in reload.removed.iter().zip(&self.removed).enumerate() {
+            if now && !before {
+                let name = &self.engine.policy().pools[index].name;
+                let _ = self.metrics.policy_target.remove_label_values(&[name]);
+                let _ = self.metrics.policy_cap.remove_label_values(&[name]);
+                let _ = self.metrics.policy_delivered.remove_label_values(&[name]);
+            }
+        }
         self.removed = reload.removed;
         for (pool, state) in reload.watch {
             self.tasks.spawn(watch_health(

@@ -153,6 +153,17 @@ pub struct UpstreamConfig {
     pub layouts: Arc<Layouts>,
     /// The version-rolling mask to ask the pool for (0: none).
     pub version_mask: u32,
+    /// For a pool back in the config: its previous upstream, to wait for
+    /// (so its last writes cannot land on this one's state or series), and
+    /// the epoch this one starts after (so the old jobs stay stale).
+    pub succeeds: Option<Predecessor>,
+}
+
+/// The upstream a pool back in the config had before it was removed.
+#[derive(Debug, Clone)]
+pub struct Predecessor {
+    finished: CancellationToken,
+    epoch: u64,
 }
 
 /// How the proxy steers a running upstream after a reload.
@@ -163,9 +174,20 @@ pub struct UpstreamControl {
     pub entry: watch::Sender<PoolConfig>,
     stop: CancellationToken,
     retiring: Arc<AtomicBool>,
+    /// Cancelled once the upstream task has ended.
+    finished: CancellationToken,
 }
 
 impl UpstreamControl {
+    /// Returns what a new upstream for the same pool must wait for and
+    /// start after; `state` is this upstream's.
+    pub fn predecessor(&self, state: &watch::Receiver<PoolState>) -> Predecessor {
+        Predecessor {
+            finished: self.finished.clone(),
+            epoch: state.borrow().epoch,
+        }
+    }
+
     /// Stops the upstream for good (its pool left the config file): it
     /// answers what it holds as unavailable and leaves its pool down, out
     /// of every miner's version mask.
@@ -187,7 +209,12 @@ pub fn spawn(
 ) -> (UpstreamHandle, UpstreamControl) {
     let shutdown = shutdown.child_token();
     let retiring = Arc::new(AtomicBool::new(false));
-    let (state_tx, state_rx) = watch::channel(PoolState::default());
+    let finished = CancellationToken::new();
+    let first = PoolState {
+        epoch: config.succeeds.as_ref().map_or(0, |p| p.epoch + 1),
+        ..PoolState::default()
+    };
+    let (state_tx, state_rx) = watch::channel(first);
     let (entry_tx, entry_rx) = watch::channel(config.config.clone());
     let (shares_tx, shares_rx) = mpsc::channel(FORWARD_QUEUE);
     let (blocks_tx, blocks_rx) = mpsc::channel(FORWARD_QUEUE);
@@ -204,6 +231,7 @@ pub fn spawn(
         shutdown: shutdown.clone(),
         retiring: Arc::clone(&retiring),
         refusals: std::sync::Mutex::default(),
+        finished: finished.clone(),
     };
     let pool = upstream.config.pool;
     tasks.spawn(upstream.run());
@@ -218,6 +246,7 @@ pub fn spawn(
         entry: entry_tx,
         stop: shutdown,
         retiring,
+        finished,
     };
     (handle, control)
 }
@@ -251,10 +280,26 @@ struct Upstream {
     retiring: Arc<AtomicBool>,
     /// The pool's latest answers and quarantine, across connections.
     refusals: std::sync::Mutex<connection::Refusals>,
+    finished: CancellationToken,
 }
 
 impl Upstream {
-    async fn run(mut self) {
+    async fn run(self) {
+        let finished = self.finished.clone();
+        self.serve().await;
+        finished.cancel();
+    }
+
+    async fn serve(mut self) {
+        if let Some(before) = self.config.succeeds.take() {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = before.finished.cancelled() => {}
+            }
+        }
+        // Its series exist from the start (again, for a pool back in the
+        // config whose series went with its previous upstream).
+        self.metrics.add_pool(&self.name);
         let mut failures = 0u32;
         loop {
             let entry = self.entry.borrow_and_update().clone();

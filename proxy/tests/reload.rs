@@ -209,3 +209,39 @@ async fn pools_added_and_removed_by_a_reload_get_and_lose_their_miners() {
     joining.shutdown().await;
     bed.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_taken_out_and_put_back_mines_again() {
+    let bed = two_pools().await;
+    let miners = bed.asic_miners(4, 2e5);
+    let metrics = bed.proxy.metrics();
+    let without = format!(
+        "{POLICY}\n{DOWNSTREAM}\n{}",
+        pool_entry(0, bed.pools[0].addr(), "")
+    );
+    bed.proxy.reload(config(&without));
+    let out = eventually(Duration::from_secs(10), || {
+        bed.pools[1].stats().connections_open == 0
+    });
+    assert!(out.await, "pool1 disconnected");
+
+    // Back at once, under the same name: the same engine id, a new upstream.
+    let reloaded = bed.proxy.reload(rewritten(&bed, POLICY, &["", ""]));
+    assert_eq!(reloaded.added, vec![1]);
+    let before = bed.pools[1].stats().worker(POOL_USER).accepted;
+    let back = eventually(Duration::from_secs(30), || {
+        metrics.sum("hashsplit_pool_up", &[("pool", "pool1")]) == 1.0
+            && bed.pools[1].stats().worker(POOL_USER).accepted > before + 5
+    });
+    assert!(back.await, "pool1 is up and mined again");
+    assert!(
+        metrics
+            .encode()
+            .contains("hashsplit_policy_cap_ratio{pool=\"pool1\"} 1")
+    );
+    for miner in miners {
+        let stats = miner.stop().await;
+        assert_eq!((stats.reconnects, stats.rejected), (0, 0), "{stats:?}");
+    }
+    bed.stop().await;
+}
