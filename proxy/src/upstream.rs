@@ -28,6 +28,9 @@ use crate::metrics::{Metrics, Outcome};
 pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Shares waiting to be written to one pool.
 const FORWARD_QUEUE: usize = 1024;
+/// How long a pool taken out of the config keeps its connection for the
+/// shares already on their way to it.
+pub const RETIRE_GRACE: Duration = Duration::from_secs(10);
 /// Longest backoff between connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -188,12 +191,21 @@ impl UpstreamControl {
         }
     }
 
-    /// Stops the upstream for good (its pool left the config file): it
+    /// Stops the upstream for good (its pool left the config file). The
+    /// pool is marked down at once, so the policy moves its miners, but
+    /// the connection stays for [`RETIRE_GRACE`] so shares for its jobs
+    /// still on their way are forwarded and answered; then the upstream
     /// answers what it holds as unavailable and leaves its pool down, out
     /// of every miner's version mask.
     pub fn retire(&self) {
         self.retiring.store(true, Ordering::Release);
-        self.stop.cancel();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(RETIRE_GRACE) => stop.cancel(),
+            }
+        });
     }
 }
 

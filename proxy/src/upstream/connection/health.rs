@@ -114,6 +114,14 @@ impl Link {
     /// Marks the pool up once it is authorized, has a job, and said its
     /// difficulty (or had [`DIFFICULTY_GRACE`] to say it).
     pub(super) fn maybe_up(&mut self, up: &Upstream) {
+        if up.retiring.load(std::sync::atomic::Ordering::Acquire) {
+            // Taken out of the config: no new miners, while the shares on
+            // their way are still forwarded.
+            up.metrics.pool_up.with_label_values(&[&up.name]).set(0);
+            up.state
+                .send_if_modified(|state| std::mem::replace(&mut state.up, false));
+            return;
+        }
         let has_job = !up.state.borrow().jobs.is_empty();
         let difficulty_settled = self.difficulty_known
             || self
