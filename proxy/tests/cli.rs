@@ -163,3 +163,47 @@ fn simulate_reports_fleet_problems_with_their_lines_and_fails() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_demo_mines_through_the_proxy_and_prints_its_tables() {
+    // The README's first command, shortened.
+    let output = hashsplit(&["demo", "--duration", "12s", "--every", "4s"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("3 simulated pools, 12 simulated miners"),
+        "{stdout}"
+    );
+    let rows = |pool: &str| {
+        stdout
+            .lines()
+            .filter(|line| line.trim_start().starts_with(&format!("{pool} ")))
+            .count()
+    };
+    let tables = rows("big-pool");
+    assert!(
+        tables >= 3,
+        "a table every 4 s and one at the end: {stdout}"
+    );
+    assert_eq!(
+        (rows("mid-pool"), rows("small-pool")),
+        (tables, tables),
+        "{stdout}"
+    );
+    let last = stdout
+        .lines()
+        .find(|line| line.starts_with("miners: "))
+        .unwrap_or_else(|| panic!("no summary line: {stdout}"));
+    let accepted: u64 = last
+        .trim_start_matches("miners: ")
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unreadable summary {last:?}"));
+    assert!(accepted > 0, "{last}");
+    assert!(last.ends_with(", 0 rejected, 0 reconnects"), "{last}");
+}
