@@ -121,6 +121,8 @@ pub struct Metrics {
     pub credited_difficulty: prometheus::CounterVec,
     /// Block candidates by pool.
     pub block_candidates: IntCounterVec,
+    /// Shares meeting the network target that came for a stale job.
+    pub block_candidates_stale: IntCounterVec,
     /// 1 while the pool has a job and answers.
     pub pool_up: IntGaugeVec,
     /// Current share difficulty of each pool.
@@ -213,6 +215,12 @@ impl Metrics {
                     ),
                     &["pool", "result"],
                 ),
+            ),
+            block_candidates_stale: counter_vec(
+                &registry,
+                "hashsplit_block_candidates_stale_total",
+                "Shares meeting the network target that came for a stale job (lost blocks), by pool",
+                &["pool"],
             ),
             block_candidates: counter_vec(
                 &registry,

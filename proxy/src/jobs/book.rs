@@ -94,16 +94,16 @@ impl JobBook {
         })
     }
 
-    /// Returns the header hash of a share for job `job_id` if it meets the
-    /// job's network target: for a stale job, a block the pool can no
-    /// longer take, worth telling the operator about.
+    /// Returns the job's pool and the header hash of a share for job
+    /// `job_id` if it meets the job's network target: for a stale job, a
+    /// block the pool can no longer take, worth telling the operator about.
     pub fn block_hash(
         &self,
         job_id: &str,
         extranonce1: &[u8],
         version_mask: Option<u32>,
         submission: &Submission,
-    ) -> Option<[u8; 32]> {
+    ) -> Option<(PoolId, [u8; 32])> {
         let entry = self
             .entries
             .iter()
@@ -117,7 +117,9 @@ impl JobBook {
             pool_target: nothing,
         };
         let verdict = entry.job.job.judge(&ctx, submission).ok()?;
-        verdict.meets_network.then_some(verdict.hash)
+        verdict
+            .meets_network
+            .then_some((entry.job.pool, verdict.hash))
     }
 
     /// Returns [`Reject::Duplicate`] if the share was recorded before.

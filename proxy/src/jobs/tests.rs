@@ -262,6 +262,8 @@ fn a_stale_share_meeting_the_network_target_is_recognised() {
         (8..=56).contains(&blocks),
         "about half are blocks: {blocks}"
     );
+    let pool = (0..64).find_map(|n| book.block_hash(&easy_id, &[0, 1], None, &share(n)));
+    assert_eq!(pool.map(|(pool, _)| pool), Some(PoolId(1)));
     // At difficulty 1 a block takes ~2^32 hashes: none of these is one.
     assert!((0..64).all(|n| {
         book.block_hash(&hard_id, &[0, 1], None, &share(n))

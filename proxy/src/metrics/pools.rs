@@ -51,6 +51,7 @@ impl Metrics {
         touch.apply(&self.credited_difficulty, &[pool, "accepted"]);
         touch.apply(&self.credited_difficulty, &[pool, "rejected"]);
         touch.apply(&self.block_candidates, &[pool]);
+        touch.apply(&self.block_candidates_stale, &[pool]);
         touch.apply(&self.pool_up, &[pool]);
         touch.apply(&self.pool_difficulty, &[pool]);
         touch.apply(&self.upstream_reconnects, &[pool]);

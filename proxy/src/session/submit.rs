@@ -169,11 +169,18 @@ impl Session {
     /// reward lost, often to a miner slow to take new work.
     fn warn_if_block(&self, job_id: &str, submission: &Submission) {
         let extranonce1 = self.extranonce1.as_bytes();
-        if let Some(hash) = self
-            .book
-            .block_hash(job_id, extranonce1, self.version_mask, submission)
+        if let Some((pool, hash)) =
+            self.book
+                .block_hash(job_id, extranonce1, self.version_mask, submission)
         {
+            let name = self.shared.upstreams.name(pool);
+            self.shared
+                .metrics
+                .block_candidates_stale
+                .with_label_values(&[&name])
+                .inc();
             warn!(
+                pool = %name,
                 miner = %self.miner,
                 peer = %self.peer,
                 hash = %hash_to_hex(&hash),
