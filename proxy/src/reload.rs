@@ -62,31 +62,26 @@ pub fn plan(running: &Config, table: &PoolTable, new: &Config) -> Reloaded {
     let mut changes = policy_changes(&table.policy.config, &new.policy.config);
     let (mut reconnect, mut added, mut removed) = (Vec::new(), Vec::new(), Vec::new());
     for pool in &new.policy.pools {
-        match pools.iter().position(|known| known.name == pool.name) {
-            Some(index) if removed_now[index] => {
-                removed_now[index] = false;
-                added.push(index);
-                changes.push(format!("pool added: {} ({})", pool.name, pool.url));
+        let Some(index) = pools.iter().position(|known| known.name == pool.name) else {
+            added.push(pools.len());
+            pools.push(pool.clone());
+            removed_now.push(false);
+            changes.push(format!("pool added: {} ({})", pool.name, pool.url));
+            continue;
+        };
+        if removed_now[index] {
+            removed_now[index] = false;
+            added.push(index);
+            changes.push(format!("pool added: {} ({})", pool.name, pool.url));
+        } else {
+            let moved = connection_changes(&pools[index], pool);
+            if !moved.is_empty() {
+                reconnect.push(index);
+                changes.extend(moved);
             }
-            Some(index) => {
-                let moved = connection_changes(&pools[index], pool);
-                if !moved.is_empty() {
-                    reconnect.push(index);
-                    changes.extend(moved);
-                }
-                changes.extend(pool_changes(&pools[index], pool));
-            }
-            None => {
-                added.push(pools.len());
-                pools.push(pool.clone());
-                removed_now.push(false);
-                changes.push(format!("pool added: {} ({})", pool.name, pool.url));
-                continue;
-            }
+            changes.extend(pool_changes(&pools[index], pool));
         }
-        if let Some(index) = pools.iter().position(|known| known.name == pool.name) {
-            pools[index] = pool.clone();
-        }
+        pools[index] = pool.clone();
     }
     for (index, known) in pools.iter().enumerate() {
         let in_file = new.policy.pools.iter().any(|p| p.name == known.name);

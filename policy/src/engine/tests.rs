@@ -19,6 +19,16 @@ fn up_engine(caps: &[f64]) -> Engine {
     engine
 }
 
+/// Joins miners 0..count at time zero.
+fn join(engine: &mut Engine, count: u64) {
+    for id in 0..count {
+        engine.observe(
+            Observation::MinerJoined { miner: MinerId(id) },
+            Instant::ZERO,
+        );
+    }
+}
+
 #[test]
 fn pools_start_down_so_nobody_is_assigned() {
     let mut engine = Engine::new(policy(&[1.0], "30s"));
@@ -108,12 +118,7 @@ fn the_plan_reports_targets_caps_and_infeasibility() {
 #[test]
 fn a_new_policy_changes_the_targets_and_keeps_the_miners() {
     let mut engine = up_engine(&[1.0, 1.0]);
-    for id in 0..4 {
-        engine.observe(
-            Observation::MinerJoined { miner: MinerId(id) },
-            Instant::ZERO,
-        );
-    }
+    join(&mut engine, 4);
     let before = engine.plan(Instant::ZERO);
     assert!((before.pools[0].target - 0.5).abs() < 1e-9);
 
@@ -135,12 +140,7 @@ fn a_new_policy_changes_the_targets_and_keeps_the_miners() {
 #[test]
 fn a_pool_added_by_a_new_policy_is_used_once_up() {
     let mut engine = up_engine(&[1.0, 1.0]);
-    for id in 0..6 {
-        engine.observe(
-            Observation::MinerJoined { miner: MinerId(id) },
-            Instant::ZERO,
-        );
-    }
+    join(&mut engine, 6);
     engine.plan(Instant::ZERO);
     engine.reconfigure(policy(&[1.0, 1.0, 1.0], "1s")).unwrap();
     let down = engine.plan(Instant::from_secs(5));
@@ -190,12 +190,7 @@ fn a_capped_pool_is_held_below_its_cap_while_estimates_are_young() {
     // A big and a small machine; the first pool's cap binds and the second
     // has room for the margin.
     let mut engine = up_engine(&[0.3, 1.0]);
-    for id in 0..2 {
-        engine.observe(
-            Observation::MinerJoined { miner: MinerId(id) },
-            Instant::ZERO,
-        );
-    }
+    join(&mut engine, 2);
     let rates = [3e14, 1e14];
     let young = run_noiseless(&mut engine, &rates, 0, 600);
     let old = run_noiseless(&mut engine, &rates, 600, 3000);
