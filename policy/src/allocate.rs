@@ -19,6 +19,10 @@ pub struct PoolInput {
     /// noise of its own accounting; granted only as far as the caps leave
     /// room (0 for none).
     pub margin: f64,
+    /// Whether this is the fallback pool: while it is healthy it takes
+    /// what the other healthy pools' caps cannot, instead of
+    /// `on_infeasible` deciding.
+    pub fallback: bool,
 }
 
 /// The shares the engine aims for, one per pool in file order.
@@ -192,26 +196,31 @@ fn granted_margins(weights: &[f64], caps: &[f64], margins: &[f64], total: f64) -
         .collect()
 }
 
-/// Targets when the healthy pools' caps sum to less than 1.
+/// Targets when the healthy pools' caps sum to less than 1: every healthy
+/// pool at its cap and the rest to the healthy fallback pool, or, without
+/// one, as `on_infeasible` says.
 fn infeasible_targets(pools: &[PoolInput], target: &mut [f64], on_infeasible: OnInfeasible) {
     let healthy: Vec<usize> = (0..pools.len()).filter(|&i| pools[i].healthy).collect();
     let Some(&first) = healthy.first() else {
         target.iter_mut().for_each(|t| *t = 0.0);
         return;
     };
+    let fallback = healthy.iter().copied().find(|&i| pools[i].fallback);
     let caps: f64 = healthy.iter().map(|&i| pools[i].cap).sum();
+    let remainder_to = match (fallback, on_infeasible) {
+        (Some(pool), _) => Some(pool),
+        (None, OnInfeasible::Ordered) => Some(first),
+        (None, OnInfeasible::Spread) => None,
+    };
     for (i, t) in target.iter_mut().enumerate() {
-        *t = if !pools[i].healthy {
-            0.0
-        } else {
-            match on_infeasible {
-                OnInfeasible::Spread => pools[i].cap / caps,
-                OnInfeasible::Ordered => pools[i].cap,
-            }
+        *t = match (pools[i].healthy, remainder_to) {
+            (false, _) => 0.0,
+            (true, Some(_)) => pools[i].cap,
+            (true, None) => pools[i].cap / caps,
         };
     }
-    if on_infeasible == OnInfeasible::Ordered {
-        target[first] += 1.0 - caps;
+    if let Some(pool) = remainder_to {
+        target[pool] += 1.0 - caps;
     }
 }
 

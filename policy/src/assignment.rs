@@ -55,6 +55,9 @@ pub struct Assignment {
     pub feasible: bool,
     /// What the engine does about it when they cannot.
     pub on_infeasible: OnInfeasible,
+    /// The pool named to take what the caps cannot (it does so while
+    /// healthy, before `on_infeasible` applies).
+    pub fallback: Option<PoolId>,
     /// How much the healthy pools' caps fall short of 1 (0 when feasible).
     pub shortfall: f64,
     /// Whether pools above `max_network_share` are used because the others

@@ -56,6 +56,11 @@ pub struct PolicyConfig {
     /// Pools whose `network_share` is above this are avoided while the
     /// others can take the work.
     pub max_network_share: Option<Ratio>,
+    /// The pool (by name; validated to be one of the `[[pool]]` entries)
+    /// that takes what the other healthy pools' caps cannot, so that they
+    /// all stay at their caps; `on_infeasible` applies only while it is
+    /// down. Typically the operator's own node.
+    pub fallback: Option<String>,
 }
 
 impl Default for PolicyConfig {
@@ -67,6 +72,7 @@ impl Default for PolicyConfig {
             rebalance_every: Duration::from_secs(5),
             on_infeasible: OnInfeasible::Spread,
             max_network_share: None,
+            fallback: None,
         }
     }
 }
@@ -162,6 +168,14 @@ impl Policy {
             .unwrap_or(self.config.max_share)
     }
 
+    /// Returns the id of the fallback pool, if one is named.
+    pub fn fallback(&self) -> Option<PoolId> {
+        self.config
+            .fallback
+            .as_deref()
+            .and_then(|name| self.pool_by_name(name))
+    }
+
     /// Returns the id of the pool called `name`.
     pub fn pool_by_name(&self, name: &str) -> Option<PoolId> {
         self.pools.iter().position(|p| p.name == name).map(PoolId)
@@ -205,6 +219,7 @@ struct RawPolicy {
     rebalance_every: Option<Spanned<String>>,
     on_infeasible: Option<OnInfeasible>,
     max_network_share: Option<Spanned<f64>>,
+    fallback: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,10 +249,12 @@ pub fn read_policy(
     pools: Option<Spanned<DeValue<'_>>>,
 ) -> Option<Policy> {
     let errors_before = diag.error_count();
+    let mut fallback = None;
     let (config, policy_span) = match policy {
         Some(value) => {
             let span = value.span();
             let raw = diag.deserialize::<RawPolicy>("policy", value);
+            fallback = raw.as_ref().and_then(|raw| raw.fallback.clone());
             (raw.map(|raw| validate_policy(diag, raw)), Some(span))
         }
         None => {
@@ -267,6 +284,18 @@ pub fn read_policy(
         ),
     }
     check_unique_names(diag, &read_pools, &name_spans);
+    if let Some(name) = &fallback
+        && !read_pools.iter().any(|p| p.name == *name.get_ref())
+    {
+        diag.error(
+            "policy.fallback",
+            Some(name.span()),
+            format!(
+                "fallback {:?} is not the name of any [[pool]]",
+                name.get_ref()
+            ),
+        );
+    }
     let config = config?;
     if diag.error_count() != errors_before {
         return None;
@@ -311,6 +340,7 @@ fn validate_policy(diag: &mut Diagnostics<'_>, raw: RawPolicy) -> PolicyConfig {
         rebalance_every,
         on_infeasible: raw.on_infeasible.unwrap_or_default(),
         max_network_share,
+        fallback: raw.fallback.map(Spanned::into_inner),
     }
 }
 
@@ -423,9 +453,15 @@ fn warn_about_limits(diag: &mut Diagnostics<'_>, policy: &Policy, span: Option<R
             span.clone(),
             format!(
                 "the caps of all pools sum to {caps:.3} < 1 even with every pool healthy: \
-                 shortfall {:.3}; on_infeasible = \"{}\" decides where it goes",
+                 shortfall {:.3}; {}",
                 1.0 - caps,
-                policy.config.on_infeasible
+                match &policy.config.fallback {
+                    Some(name) => format!("it goes to the fallback pool {name:?}"),
+                    None => format!(
+                        "on_infeasible = \"{}\" decides where it goes",
+                        policy.config.on_infeasible
+                    ),
+                }
             ),
         );
     }

@@ -248,6 +248,7 @@ impl Engine {
     /// Returns the targets, each pool held `margins` below its cap as far
     /// as the caps leave room.
     fn targets(&self, margins: &[f64]) -> Targets {
+        let fallback = self.policy.fallback();
         let inputs: Vec<PoolInput> = self
             .policy
             .pools
@@ -259,6 +260,7 @@ impl Engine {
                 cap: self.policy.cap(PoolId(i)).get(),
                 network_share: pool.network_share.map(|s| s.get()),
                 margin: margins[i],
+                fallback: fallback == Some(PoolId(i)),
             })
             .collect();
         allocate::targets(
@@ -534,6 +536,7 @@ impl Engine {
             pools,
             feasible: targets.feasible,
             on_infeasible: self.policy.config.on_infeasible,
+            fallback: self.policy.fallback(),
             shortfall: targets.shortfall,
             network_fallback: targets.network_fallback,
             switches: self.switches.iter().sum(),

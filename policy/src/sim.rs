@@ -77,6 +77,9 @@ pub struct PoolReport {
     pub max_window_share: f64,
     /// Miners moved onto this pool.
     pub switches: u64,
+    /// Whether it is the fallback pool, which takes what the other pools'
+    /// caps cannot and so may exceed its own.
+    pub fallback: bool,
 }
 
 /// Runs `fleet` against `policy` and returns what each pool received.
@@ -105,7 +108,7 @@ struct Run<'a> {
     machines: Vec<Machine>,
     next_event: usize,
     /// Work each pool received in each tick, and whether the tick was feasible.
-    buckets: Vec<(Vec<f64>, bool)>,
+    buckets: Vec<Bucket>,
     target_sum: Vec<f64>,
     switches: Vec<u64>,
 }
@@ -186,7 +189,15 @@ impl<'a> Run<'a> {
         for (s, row) in self.switches.iter_mut().zip(&plan.pools) {
             *s = row.switches;
         }
-        self.buckets.push((work, plan.feasible));
+        let absorbed = !plan.feasible
+            && plan
+                .fallback
+                .is_some_and(|pool| plan.pools.get(pool.0).is_some_and(|p| p.healthy));
+        self.buckets.push(Bucket {
+            work,
+            feasible: plan.feasible,
+            absorbed,
+        });
     }
 
     fn apply_events(&mut self, now: Instant) {
@@ -230,28 +241,40 @@ impl<'a> Run<'a> {
         let mut max_feasible = vec![0.0f64; pools];
         let mut in_window = vec![0.0; pools];
         let mut infeasible_in_window = 0usize;
-        let mut recent: VecDeque<&(Vec<f64>, bool)> = VecDeque::new();
+        let mut unheld_in_window = 0usize;
+        let fallback = self.policy.fallback();
+        let mut recent: VecDeque<&Bucket> = VecDeque::new();
         for bucket in &self.buckets {
             for i in 0..pools {
-                total[i] += bucket.0[i];
-                in_window[i] += bucket.0[i];
+                total[i] += bucket.work[i];
+                in_window[i] += bucket.work[i];
             }
-            infeasible_in_window += usize::from(!bucket.1);
+            infeasible_in_window += usize::from(!bucket.feasible);
+            unheld_in_window += usize::from(!bucket.holds_caps());
             recent.push_back(bucket);
             if recent.len() > window
                 && let Some(old) = recent.pop_front()
             {
-                for (sum, work) in in_window.iter_mut().zip(&old.0) {
+                for (sum, work) in in_window.iter_mut().zip(&old.work) {
                     *sum -= work;
                 }
-                infeasible_in_window -= usize::from(!old.1);
+                infeasible_in_window -= usize::from(!old.feasible);
+                unheld_in_window -= usize::from(!old.holds_caps());
             }
             let sum: f64 = in_window.iter().sum();
             if recent.len() == window && sum > 0.0 {
                 for i in 0..pools {
                     let share = in_window[i] / sum;
                     max_window[i] = max_window[i].max(share);
-                    if infeasible_in_window == 0 {
+                    // The fallback pool takes what the caps cannot, so only
+                    // fully feasible windows hold it to its cap; every other
+                    // pool is held to its cap while the fallback is up too.
+                    let held = if fallback == Some(PoolId(i)) {
+                        infeasible_in_window == 0
+                    } else {
+                        unheld_in_window == 0
+                    };
+                    if held {
                         max_feasible[i] = max_feasible[i].max(share);
                     }
                 }
@@ -266,6 +289,7 @@ impl<'a> Run<'a> {
                 share: if all > 0.0 { total[i] / all } else { 0.0 },
                 max_window_share: max_window[i],
                 switches: self.switches[i],
+                fallback: fallback == Some(PoolId(i)),
             })
             .collect();
         let cap_violations = (0..pools)
@@ -276,8 +300,25 @@ impl<'a> Run<'a> {
             pools: rows,
             miners: self.machines.len(),
             cap_violations,
-            infeasible_seconds: self.buckets.iter().filter(|b| !b.1).count() as f64 * tick,
+            infeasible_seconds: self.buckets.iter().filter(|b| !b.feasible).count() as f64 * tick,
         }
+    }
+}
+
+/// The work each pool received in one tick, and whether the caps held.
+#[derive(Debug)]
+struct Bucket {
+    work: Vec<f64>,
+    /// The healthy pools' caps could take all the work.
+    feasible: bool,
+    /// They could not, and the healthy fallback pool took the rest.
+    absorbed: bool,
+}
+
+impl Bucket {
+    /// Whether every pool but the fallback was to stay under its cap.
+    fn holds_caps(&self) -> bool {
+        self.feasible || self.absorbed
     }
 }
 

@@ -257,6 +257,16 @@ impl PolicyTask {
             self.was_feasible = plan.feasible;
             if plan.feasible {
                 info!("the healthy pools' caps can take all the hashrate again");
+            } else if let Some(pool) = plan
+                .fallback
+                .and_then(|f| plan.pools.get(f.index()))
+                .filter(|row| row.healthy)
+            {
+                warn!(
+                    shortfall = plan.shortfall,
+                    fallback = %pool.name,
+                    "the healthy pools' caps cannot take all the hashrate; the fallback pool takes the rest"
+                );
             } else {
                 warn!(
                     shortfall = plan.shortfall,

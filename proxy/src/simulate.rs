@@ -8,7 +8,7 @@ use hashsplit_policy::{Engine, Instant, Observation, PoolId, SimReport};
 use crate::config::Config;
 
 /// Returns the report as one JSON object: `pools` (name, cap, target,
-/// share, max_window_share, switches), `miners`, `switches`,
+/// share, max_window_share, switches, fallback), `miners`, `switches`,
 /// `cap_violations` and `infeasible_seconds`.
 pub fn to_json(report: &SimReport) -> serde_json::Result<String> {
     serde_json::to_string(report)
@@ -28,10 +28,11 @@ pub fn to_table(report: &SimReport) -> String {
         "pool", "cap", "target", "share", "max window", "switches"
     );
     for pool in &report.pools {
-        let flag = if pool.max_window_share > pool.cap + hashsplit_policy::sim::CAP_TOLERANCE {
-            "  over cap"
-        } else {
-            ""
+        let over = pool.max_window_share > pool.cap + hashsplit_policy::sim::CAP_TOLERANCE;
+        let flag = match (over, pool.fallback) {
+            (true, true) => "  over cap (fallback: takes the rest)",
+            (true, false) => "  over cap",
+            (false, _) => "",
         };
         let _ = writeln!(
             out,
@@ -59,12 +60,16 @@ pub fn check_summary(config: &Config) -> String {
     let c = &policy.config;
     let mut out = format!(
         "config ok: {} pools, window {:?}, min_dwell {:?}, rebalance_every {:?}, \
-         on_infeasible {}\nminers listen on {}{}, metrics on {}\n\n",
+         on_infeasible {}{}\nminers listen on {}{}, metrics on {}\n\n",
         policy.pools.len(),
         c.window,
         c.min_dwell,
         c.rebalance_every,
         c.on_infeasible,
+        match &c.fallback {
+            Some(name) => format!(", fallback {name}"),
+            None => String::new(),
+        },
         config.server.listen,
         if config.server.proxy_protocol {
             " (behind a balancer: PROXY protocol header required)"
@@ -92,8 +97,12 @@ pub fn check_summary(config: &Config) -> String {
     if !plan.feasible {
         let _ = writeln!(
             out,
-            "\ninfeasible with every pool up: caps fall short by {:.3}",
-            plan.shortfall
+            "\ninfeasible with every pool up: caps fall short by {:.3}{}",
+            plan.shortfall,
+            match &c.fallback {
+                Some(name) => format!(", taken by the fallback pool {name}"),
+                None => String::new(),
+            }
         );
     }
     out

@@ -8,6 +8,7 @@ fn pool(cap: f64) -> PoolInput {
         cap,
         network_share: None,
         margin: 0.0,
+        fallback: false,
     }
 }
 
@@ -55,6 +56,40 @@ fn ordered_holds_caps_and_gives_the_rest_to_the_first_healthy_pool() {
     let t = targets(&pools, None, OnInfeasible::Ordered);
     assert!(!t.feasible);
     assert!(close(&t.target, &[0.0, 0.7, 0.3]), "{:?}", t.target);
+}
+
+#[test]
+fn the_fallback_pool_takes_what_the_caps_cannot_and_the_others_stay_at_their_caps() {
+    let mut pools = [pool(0.3), pool(0.3), pool(0.1)];
+    pools[2].fallback = true;
+    for on_infeasible in [OnInfeasible::Spread, OnInfeasible::Ordered] {
+        let t = targets(&pools, None, on_infeasible);
+        assert!(!t.feasible);
+        assert!((t.shortfall - 0.3).abs() < 1e-9, "{}", t.shortfall);
+        assert!(close(&t.target, &[0.3, 0.3, 0.4]), "{:?}", t.target);
+        assert!(close(&t.limit, &[0.3, 0.3, 0.4]), "{:?}", t.limit);
+    }
+}
+
+#[test]
+fn a_fallback_pool_that_is_down_leaves_the_remainder_to_on_infeasible() {
+    let mut pools = [pool(0.3), pool(0.3), pool(0.5)];
+    pools[2].fallback = true;
+    pools[2].healthy = false;
+    let t = targets(&pools, None, OnInfeasible::Ordered);
+    assert!(close(&t.target, &[0.7, 0.3, 0.0]), "{:?}", t.target);
+    let t = targets(&pools, None, OnInfeasible::Spread);
+    assert!(close(&t.target, &[0.5, 0.5, 0.0]), "{:?}", t.target);
+}
+
+#[test]
+fn a_fallback_pool_is_capped_like_any_other_while_the_caps_are_feasible() {
+    let mut pools = [pool(0.5), pool(0.5), pool(0.2)];
+    pools[2].fallback = true;
+    let t = targets(&pools, None, OnInfeasible::Spread);
+    assert!(t.feasible);
+    assert!(t.target[2] <= 0.2 + 1e-9, "{:?}", t.target);
+    assert!((t.target.iter().sum::<f64>() - 1.0).abs() < 1e-9);
 }
 
 #[test]
@@ -152,6 +187,7 @@ proptest! {
                 cap,
                 network_share: None,
                 margin,
+                fallback: false,
             })
             .collect();
         let t = targets(&pools, None, OnInfeasible::Spread);

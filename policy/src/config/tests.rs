@@ -153,6 +153,38 @@ fn a_window_too_short_for_the_dwell_is_a_warning() {
 }
 
 #[test]
+fn a_fallback_names_a_pool_and_the_shortfall_warning_says_it_goes_there() {
+    let text = MINIMAL
+        .replace("max_share = 0.5", "max_share = 0.2")
+        .replace(
+            "max_share = 0.34\n\n",
+            "max_share = 0.34\nfallback = \"c\"\n\n",
+        );
+    let (policy, warnings) = Policy::from_toml_str(&text).unwrap();
+    assert_eq!(policy.config.fallback.as_deref(), Some("c"));
+    assert_eq!(policy.fallback(), Some(PoolId(2)));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].message.contains("fallback pool \"c\""),
+        "{}",
+        warnings[0]
+    );
+}
+
+#[test]
+fn a_fallback_that_names_no_pool_is_an_error_at_its_line() {
+    let text = MINIMAL.replace(
+        "max_share = 0.34\n\n",
+        "max_share = 0.34\nfallback = \"node\"\n\n",
+    );
+    let error = Policy::from_toml_str(&text).unwrap_err();
+    assert_eq!(error.errors.len(), 1, "{error}");
+    assert_eq!(error.errors[0].path, "policy.fallback");
+    assert_eq!(error.errors[0].location, Some((4, 12)), "{error}");
+    assert!(error.errors[0].message.contains("\"node\""), "{error}");
+}
+
+#[test]
 fn an_unknown_on_infeasible_is_an_error_naming_the_key() {
     let text = MINIMAL.replace("max_share = 0.34", "on_infeasible = \"random\"");
     let error = Policy::from_toml_str(&text).unwrap_err();

@@ -10,6 +10,10 @@ fn policy(caps: &[f64], extra: &str) -> Policy {
     Policy::from_toml_str(&text).unwrap().0
 }
 
+fn policy_with_spread(caps: &[f64]) -> Policy {
+    policy(caps, "on_infeasible = \"spread\"")
+}
+
 fn fleet(policy: &Policy, text: &str) -> Fleet {
     Fleet::from_toml_str(text, policy).unwrap()
 }
@@ -83,6 +87,54 @@ fn windows_while_infeasible_are_not_violations_and_are_counted_as_such() {
     // From 21m to 31m only p2 is up: caps 0.5 cannot take everything.
     assert_eq!(report.infeasible_seconds, 600.0);
     assert!(report.pools[2].max_window_share > 0.6, "{report:?}");
+    assert_eq!(report.cap_violations, 0, "{report:?}");
+}
+
+#[test]
+fn a_fallback_pool_takes_the_remainder_and_every_other_pool_keeps_its_cap() {
+    // Two pools capped at 0.3 and a fallback capped at 0.1: the caps sum
+    // to 0.7, so the fallback takes 0.4 and the others stay at 0.3.
+    let policy = policy(&[0.3, 0.3, 0.1], "fallback = \"p2\"");
+    let fleet = fleet(
+        &policy,
+        "[[miner]]\nname = \"s19\"\nhashrate = \"100TH/s\"\ncount = 12\n",
+    );
+    let options = SimOptions {
+        duration: Duration::from_secs(3600),
+        seed: 3,
+    };
+    let report = simulate(&policy, &fleet, options);
+    assert_eq!(report.infeasible_seconds, 3600.0, "{report:?}");
+    for pool in &report.pools[..2] {
+        assert!(
+            pool.max_window_share <= 0.3 + CAP_TOLERANCE,
+            "{pool:?} in {report:?}"
+        );
+    }
+    assert!((report.pools[2].share - 0.4).abs() < 0.03, "{report:?}");
+    assert_eq!(report.cap_violations, 0, "{report:?}");
+    // Without the fallback, "spread" exceeds every cap in proportion.
+    let spread = policy_with_spread(&[0.3, 0.3, 0.1]);
+    let report = simulate(&spread, &fleet, options);
+    assert!(report.pools[0].max_window_share > 0.35, "{report:?}");
+}
+
+#[test]
+fn with_the_fallback_down_the_other_caps_give_way_as_on_infeasible_says() {
+    let policy = policy(
+        &[0.3, 0.3, 0.1],
+        "fallback = \"p2\"\non_infeasible = \"ordered\"",
+    );
+    let text = "[[miner]]\nname = \"a\"\nhashrate = \"100TH/s\"\ncount = 12\n\
+                [[event]]\nat = \"20m\"\npool_down = \"p2\"\n";
+    let options = SimOptions {
+        duration: Duration::from_secs(3600),
+        seed: 5,
+    };
+    let report = simulate(&policy, &fleet(&policy, text), options);
+    // From 20m, "ordered" gives p2's 0.4 to p0; those windows are not held
+    // against p0's cap, as the operator chose.
+    assert!(report.pools[0].max_window_share > 0.6, "{report:?}");
     assert_eq!(report.cap_violations, 0, "{report:?}");
 }
 
