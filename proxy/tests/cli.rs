@@ -68,6 +68,7 @@ fn simulate_json_prints_one_object_of_the_documented_shape() {
             keys,
             [
                 "cap",
+                "fallback",
                 "max_window_share",
                 "name",
                 "share",
