@@ -7,6 +7,8 @@
 //! - [`miner`]: [`SimMiner`], a miner that really hashes, with firmware
 //!   [`Profile`]s (cpuminer, ASIC, strict).
 //! - [`load`]: the load generator behind `miner-sim load`.
+//! - [`node`]: a simulated Bitcoin Core node's chain, which checks every
+//!   submitted block with the `bitcoin` crate.
 //! - [`client`]: a line-level client for transcript-style tests.
 //! - [`scan`]: share search, for the miner and for tests that craft shares.
 //! - [`eventually`] and [`within`]: bounded waits for tests, safe under a
@@ -21,6 +23,7 @@ pub mod client;
 mod eventually;
 pub mod load;
 pub mod miner;
+pub mod node;
 pub mod pool;
 pub mod scan;
 #[cfg(test)]

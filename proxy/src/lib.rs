@@ -21,6 +21,7 @@ pub mod exporter;
 pub mod extranonce;
 pub mod jobs;
 pub mod metrics;
+pub mod node;
 pub mod policy_task;
 pub mod proxy_protocol;
 pub mod reload;
