@@ -274,9 +274,15 @@ async fn a_pool_that_stops_reading_is_given_up_and_every_share_is_settled() {
         .await,
         "a pool that stopped reading is marked down"
     );
+    // While the pool is deemed up, shares wait for room rather than being
+    // refused; once it is given up, those on their way are answered as
+    // unavailable, and later ones as stale (its jobs are void), until the
+    // miner is disconnected for sending nothing but stale work. Whatever
+    // the proxy read, it settled exactly once.
     let settled = eventually(Duration::from_secs(20), || {
-        metrics.sum("hashsplit_shares_submitted_total", &[]) == 40_000.0
-            && metrics.sum("hashsplit_shares_in_flight", &[]) == 0.0
+        metrics.sum("hashsplit_shares_in_flight", &[]) == 0.0
+            && metrics.sum("hashsplit_shares_submitted_total", &[])
+                == metrics.sum("hashsplit_shares_total", &[])
     })
     .await;
     assert!(
@@ -284,11 +290,8 @@ async fn a_pool_that_stops_reading_is_given_up_and_every_share_is_settled() {
         "in flight: {}",
         metrics.sum("hashsplit_shares_in_flight", &[])
     );
-    assert_eq!(
-        metrics.sum("hashsplit_shares_total", &[]),
-        40_000.0,
-        "every share settled once"
-    );
+    let unavailable = metrics.sum("hashsplit_shares_total", &[("reason", "pool-unavailable")]);
+    assert!(unavailable > 0.0, "shares on their way were answered");
     // A liveness bound, not a speed one: shutdown must end with the pool
     // still not reading.
     let stopped = tokio::time::timeout(
