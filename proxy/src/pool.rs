@@ -280,3 +280,81 @@ pub fn spawn(
         finished,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handle whose owner is the test: it holds the share queue.
+    fn handle(queue: usize) -> (PoolHandle, mpsc::Receiver<Forward>) {
+        let (shares, rx) = mpsc::channel(queue);
+        let (blocks, _) = mpsc::channel(1);
+        let entry: PoolConfig = crate::Config::from_toml_str(
+            "[policy]\nmax_share = 1.0\n[[pool]]\nname = \"p\"\nurl = \"stratum+tcp://127.0.0.1:1\"\nuser = \"u\"\n",
+        )
+        .expect("a valid config")
+        .0
+        .policy
+        .pools[0]
+            .clone();
+        let handle = PoolHandle {
+            id: PoolId(0),
+            name: Arc::from("p"),
+            state: watch::channel(PoolState::default()).1,
+            shares,
+            blocks,
+            desired: Arc::new(
+                watch::channel(Desired {
+                    entry,
+                    retired: false,
+                })
+                .0,
+            ),
+            finished: CancellationToken::new(),
+        };
+        (handle, rx)
+    }
+
+    fn share() -> (Forward, oneshot::Receiver<Outcome>) {
+        let (reply, answer) = oneshot::channel();
+        let share = Forward {
+            pool_job_id: Arc::from("j"),
+            extranonce2: vec![0; 8],
+            ntime: 0,
+            nonce: 0,
+            version_bits: None,
+            credited: 0.0,
+            reply,
+        };
+        (share, answer)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_makes_the_sender_wait_for_room_not_fail() {
+        let (pool, mut queue) = handle(1);
+        pool.forward(share().0, false).await.expect("room");
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.forward(share().0, false).await }
+        });
+        tokio::time::sleep(QUEUE_WAIT / 2).await;
+        assert!(!waiting.is_finished(), "waits while the queue is full");
+        queue.recv().await.expect("the first share");
+        waiting
+            .await
+            .expect("joined")
+            .expect("queued once there is room");
+        assert!(queue.recv().await.is_some(), "the second share arrives");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_that_never_moves_or_a_stopped_owner_gives_the_share_back() {
+        let (pool, queue) = handle(1);
+        pool.forward(share().0, false).await.expect("room");
+        let stalled = pool.forward(share().0, false).await.expect_err("no room");
+        assert_eq!(stalled.outcome(), Outcome::PoolTimeout);
+        drop(queue);
+        let gone = pool.forward(share().0, false).await.expect_err("no owner");
+        assert_eq!(gone.outcome(), Outcome::PoolUnavailable);
+    }
+}
