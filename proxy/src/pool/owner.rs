@@ -21,7 +21,7 @@ use super::backend::{self, Ended};
 use super::sv1::Refusals;
 use super::{Context, Desired, Forward, RETIRE_GRACE};
 use crate::jobs::{JobIds, Layouts, PoolState};
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{Metrics, Outcome, PoolSeries};
 use crate::policy_task::PolicyInbox;
 
 /// Longest backoff between connection attempts.
@@ -59,6 +59,9 @@ pub(super) struct Pool {
     /// The pool's latest answers and quarantine, across connections (never
     /// held across an await).
     refusals: Mutex<Refusals>,
+    /// The series each forwarded share touches, once the pool's series
+    /// exist (after its predecessor removed its own).
+    series: Option<PoolSeries>,
 }
 
 impl Pool {
@@ -79,6 +82,7 @@ impl Pool {
             shutdown: context.shutdown.child_token(),
             retire_at: None,
             refusals: Mutex::default(),
+            series: None,
         }
     }
 
@@ -94,6 +98,7 @@ impl Pool {
         // Its series exist from the start (again, for a pool back in the
         // config whose series went with its previous owner).
         self.metrics.add_pool(&self.name);
+        self.series = Some(self.metrics.pool_series(&self.name));
         let mut failures = 0u32;
         loop {
             self.take_desired();
@@ -180,6 +185,14 @@ impl Pool {
         self.refusals.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Records how long the pool took to answer a share.
+    pub(super) fn observe_submit(&self, elapsed: Duration) {
+        match &self.series {
+            Some(series) => series.submit_seconds.observe(elapsed.as_secs_f64()),
+            None => self.metrics.observe_submit(&self.name, elapsed),
+        }
+    }
+
     /// Returns what the pool publishes now.
     pub(super) fn state(&self) -> watch::Ref<'_, PoolState> {
         self.state.borrow()
@@ -264,11 +277,26 @@ impl Pool {
 
     /// Counts a forwarded share's outcome and tells its session.
     pub(super) fn settle(&self, reply: oneshot::Sender<Outcome>, outcome: Outcome, credited: f64) {
-        self.metrics.settle(&self.name, outcome, credited);
-        self.metrics
-            .shares_in_flight
-            .with_label_values(&[&self.name])
-            .dec();
+        match &self.series {
+            Some(series) => {
+                if outcome == Outcome::AcceptedByPool {
+                    series.accepted_by_pool.inc();
+                    if credited > 0.0 {
+                        series.credited_accepted.inc_by(credited);
+                    }
+                } else {
+                    self.metrics.settle(&self.name, outcome, credited);
+                }
+                series.in_flight.dec();
+            }
+            None => {
+                self.metrics.settle(&self.name, outcome, credited);
+                self.metrics
+                    .shares_in_flight
+                    .with_label_values(&[&self.name])
+                    .dec();
+            }
+        }
         // The session may be gone; the share is counted all the same.
         let _ = reply.send(outcome);
     }

@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use hashsplit_policy::PoolUrl;
 use hashsplit_stratum::{
     ClientMethod, Configure, ConfigureResult, Difficulty, Id, Incoming, LineCodec, Method,
-    Response, ServerMethod, Submit, SubmitResult, SubscribeResult,
+    Response, ServerMethod, SubmitResult, SubscribeResult,
 };
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 mod health;
+mod wire;
 
 pub(super) use health::Refusals;
 
@@ -85,6 +86,8 @@ struct Link {
     connected: Instant,
     bad_lines: u32,
     healthy: bool,
+    /// The worker name as a JSON string, spliced into every submit.
+    worker_json: String,
 }
 
 /// The byte stream to a pool.
@@ -161,6 +164,7 @@ pub(super) async fn run(up: &mut Pool) -> Ended {
         connected: now,
         bad_lines: 0,
         healthy: false,
+        worker_json: wire::json_string(&up.entry.user),
     };
     info!(pool = %up.name, %url, "connected to pool");
 
@@ -316,32 +320,58 @@ impl Link {
         }
     }
 
+    /// Writes `first` and every share queued behind it (block candidates
+    /// first, at most [`wire::MAX_BATCH`]), then flushes once, all within
+    /// [`WRITE_TIMEOUT`].
     async fn forward(
         &mut self,
-        up: &Pool,
+        up: &mut Pool,
         framed: &mut PoolFramed,
-        share: Forward,
+        first: Forward,
     ) -> Result<(), LinkError> {
+        let mut next = Some(first);
+        let mut fed = 0;
+        let batch = async {
+            while let Some(share) = next.take() {
+                if let Some(line) = self.submit(up, share) {
+                    framed.feed(line).await.map_err(LinkError::Write)?;
+                }
+                fed += 1;
+                if fed < wire::MAX_BATCH {
+                    next = up.blocks.try_recv().or_else(|_| up.shares.try_recv()).ok();
+                }
+            }
+            SinkExt::<String>::flush(framed)
+                .await
+                .map_err(LinkError::Write)
+        };
+        // A share taken from the queue is in `pending` before any await, so
+        // a stalled write loses none: failing the link settles them all.
+        timeout(WRITE_TIMEOUT, batch)
+            .await
+            .unwrap_or(Err(LinkError::WriteStalled(WRITE_TIMEOUT.as_secs())))
+    }
+
+    /// Records `share` as sent and returns its line; settles it as
+    /// unavailable instead if the connection cannot take shares yet.
+    fn submit(&mut self, up: &Pool, share: Forward) -> Option<String> {
         if !self.authorized || self.extranonce.is_none() {
             up.settle_unsent(share);
-            return Ok(());
+            return None;
         }
-        let submit = Submit {
-            worker: up.entry.user.clone(),
-            job_id: share.pool_job_id.to_string(),
-            extranonce2: hex::encode(&share.extranonce2),
-            ntime: format!("{:08x}", share.ntime),
-            nonce: format!("{:08x}", share.nonce),
-            version_bits: share.version_bits.map(|bits| format!("{bits:08x}")),
-        };
         let sent = Instant::now();
-        let id = self.request(Pending::Submit {
-            reply: share.reply,
-            sent,
-            credited: share.credited,
-        });
+        self.next_id += 1;
+        let line = wire::submit_line(self.next_id, &self.worker_json, &share);
+        self.pending.insert(
+            self.next_id,
+            Pending::Submit {
+                reply: share.reply,
+                sent,
+                credited: share.credited,
+            },
+        );
         self.owed_since.get_or_insert(sent);
-        write(framed, ClientMethod::Submit(submit).to_line(Id::from(id))).await
+        Some(line)
     }
 
     /// Handles one line from the pool; `Ok(Some(_))` ends the connection
@@ -387,7 +417,7 @@ impl Link {
                 sent,
                 credited,
             } => {
-                up.metrics.observe_submit(&up.name, sent.elapsed());
+                up.observe_submit(sent.elapsed());
                 let outcome = match SubmitResult::from_response(&response) {
                     Ok(SubmitResult::Accepted) => Outcome::AcceptedByPool,
                     Ok(SubmitResult::Rejected(error)) => {
