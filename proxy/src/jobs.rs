@@ -151,7 +151,7 @@ pub struct PoolJob {
     /// The pool it came from.
     pub pool: PoolId,
     /// The pool's own job id, used when forwarding.
-    pub pool_job_id: String,
+    pub pool_job_id: Arc<str>,
     /// The notify sent to miners: proxy job id and `coinb1'`.
     pub notify: Notify,
     /// Prepared for validating miners' shares (`P + D` extranonce bytes).
@@ -203,7 +203,7 @@ impl PoolJob {
         )?;
         Ok(PoolJob {
             pool,
-            pool_job_id: notify.job_id.clone(),
+            pool_job_id: Arc::from(notify.job_id.as_str()),
             notify: miner_notify,
             job,
             pool_difficulty,

@@ -2,7 +2,7 @@
 //! metrics.
 //!
 //! Miners connect to a [`session`]; each submit is validated with
-//! `hashsplit_stratum` and forwarded to the [`upstream`] of the pool the
+//! `hashsplit_stratum` and forwarded through the handle of the [`pool`] the
 //! policy engine (`hashsplit_policy`, run by [`policy_task`]) assigned.
 //! [`jobs`] translates pool jobs so a miner can move between pools without
 //! reconnecting; [`vardiff`] and [`extranonce`] are per-miner state;
@@ -23,11 +23,11 @@ pub mod jobs;
 pub mod metrics;
 pub mod node;
 pub mod policy_task;
+pub mod pool;
 pub mod proxy_protocol;
 pub mod reload;
 pub mod session;
 pub mod simulate;
-pub mod upstream;
 pub mod vardiff;
 
 mod accept;
@@ -39,7 +39,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hashsplit_policy::{Assignment, PoolId};
+use hashsplit_policy::{Assignment, PolicyConfig, PoolId};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -48,10 +48,10 @@ use tracing::{error, info, warn};
 
 use crate::jobs::{JobIds, Layout, Layouts};
 use crate::metrics::Metrics;
-use crate::policy_task::PolicyReload;
-use crate::reload::{PoolTable, Reloaded};
+use crate::policy_task::{PolicyInbox, PolicyReload};
+use crate::pool::PoolRegistry;
+use crate::reload::{KnownPool, Reloaded};
 use crate::session::{ReconnectLimiter, Shared};
-use crate::upstream::{UpstreamConfig, UpstreamControl, Upstreams};
 
 /// How long shutdown waits for forwarded shares' answers.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
@@ -62,13 +62,14 @@ pub struct Proxy {
     local_addr: SocketAddr,
     /// The config the proxy started with.
     config: Arc<Config>,
-    /// The pools as the engine knows them, and their upstreams' controls.
-    pools: Mutex<(PoolTable, Vec<UpstreamControl>)>,
-    upstreams: Arc<Upstreams>,
-    /// What a new upstream is started with.
-    layouts: Arc<Layouts>,
-    ids: Arc<JobIds>,
-    policy_reloads: mpsc::UnboundedSender<PolicyReload>,
+    /// The `[policy]` section in force; held while a reload is applied, so
+    /// reloads apply one at a time.
+    policy: Mutex<PolicyConfig>,
+    /// Every pool's handle; the proxy is the set's only writer.
+    pools: PoolRegistry,
+    /// What a new pool is started with.
+    pool_context: pool::Context,
+    policy_inbox: PolicyInbox,
     metrics: Metrics,
     assignment: watch::Receiver<Arc<Assignment>>,
     accepting: CancellationToken,
@@ -78,7 +79,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts the upstreams, the policy task and the accept loop on
+    /// Starts the pools, the policy task and the accept loop on
     /// `listener`.
     pub fn start(config: Config, listener: TcpListener) -> std::io::Result<Proxy> {
         let local_addr = listener.local_addr()?;
@@ -96,43 +97,38 @@ impl Proxy {
             extranonce1_size: usize::from(config.downstream.extranonce1_size),
             extranonce2_size: usize::from(config.downstream.extranonce2_size),
         }));
-        let ids = Arc::new(JobIds::default());
-        let (handles, controls): (Vec<_>, Vec<_>) = config
-            .policy
-            .pools
-            .iter()
-            .enumerate()
-            .map(|(index, pool)| {
-                upstream::spawn(
-                    UpstreamConfig {
-                        pool: PoolId(index),
-                        config: pool.clone(),
-                        layouts: Arc::clone(&layouts),
-                        version_mask: config.downstream.version_mask,
-                        succeeds: None,
-                    },
-                    metrics.clone(),
-                    Arc::clone(&ids),
-                    &stopping,
-                    &tasks,
-                )
-            })
-            .unzip();
-        let upstreams = Arc::new(Upstreams::new(handles));
-        let (policy, policy_reloads) = policy_task::spawn(
+        let pools = PoolRegistry::default();
+        let (policy, policy_inbox) = policy_task::spawn(
             Arc::new(config.policy.clone()),
-            upstreams.states(),
+            pools.subscribe(),
             metrics.clone(),
             stopping.clone(),
             &tasks,
         );
+        let pool_context = pool::Context {
+            metrics: metrics.clone(),
+            ids: Arc::new(JobIds::default()),
+            layouts: Arc::clone(&layouts),
+            version_mask: config.downstream.version_mask,
+            policy: policy_inbox.clone(),
+            shutdown: stopping.clone(),
+            tasks: tasks.clone(),
+        };
+        for (index, entry) in config.policy.pools.iter().enumerate() {
+            pools.put(pool::spawn(
+                &pool_context,
+                PoolId(index),
+                entry.clone(),
+                None,
+            ));
+        }
         let assignment = policy.assignment.clone();
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             metrics: metrics.clone(),
-            upstreams: Arc::clone(&upstreams),
+            pools: pools.subscribe(),
             policy,
-            layouts: Arc::clone(&layouts),
+            layouts,
             reconnects: ReconnectLimiter::default(),
             draining: draining.clone(),
         });
@@ -146,12 +142,11 @@ impl Proxy {
         info!(listen = %local_addr, pools = pool_names.len(), "hashsplit listening for miners");
         Ok(Proxy {
             local_addr,
-            pools: Mutex::new((PoolTable::new(config.policy.clone()), controls)),
+            policy: Mutex::new(config.policy.config.clone()),
             config,
-            upstreams,
-            layouts,
-            ids,
-            policy_reloads,
+            pools,
+            pool_context,
+            policy_inbox,
             metrics,
             assignment,
             accepting,
@@ -189,50 +184,41 @@ impl Proxy {
     /// a pool with a new url, user or password reconnected, and no miner is
     /// disconnected. Logs and counts what changed.
     pub fn reload(&self, config: Config) -> Reloaded {
-        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        let (table, controls) = &mut *pools;
-        let reloaded = reload::plan(&self.config, table, &config);
-        let entries = &reloaded.table.policy.pools;
-        for &pool in &reloaded.reconnect {
-            controls[pool].entry.send_replace(entries[pool].clone());
-        }
-        for &pool in &reloaded.removed {
-            // Its upstream removes the pool's series once it has settled
-            // what it held.
-            controls[pool].retire();
-        }
-        let mut watch = Vec::new();
-        for &pool in &reloaded.added {
-            // A pool back in the file: its new upstream waits for the old
-            // one to have finished, and starts after its epoch.
-            let succeeds = controls.get(pool).zip(self.upstreams.get(PoolId(pool)));
-            let (handle, control) = upstream::spawn(
-                UpstreamConfig {
-                    pool: PoolId(pool),
-                    config: entries[pool].clone(),
-                    layouts: Arc::clone(&self.layouts),
-                    version_mask: self.config.downstream.version_mask,
-                    succeeds: succeeds.map(|(old, handle)| old.predecessor(&handle.state)),
-                },
-                self.metrics.clone(),
-                Arc::clone(&self.ids),
-                &self.stopping,
-                &self.tasks,
-            );
-            watch.push((PoolId(pool), handle.state.clone()));
-            self.upstreams.set(handle);
-            if pool < controls.len() {
-                controls[pool] = control;
-            } else {
-                controls.push(control);
+        let mut policy = self.policy.lock().unwrap_or_else(|e| e.into_inner());
+        let set = self.pools.snapshot();
+        let known: Vec<KnownPool> = set
+            .handles()
+            .iter()
+            .map(|pool| KnownPool {
+                entry: pool.entry(),
+                retired: pool.is_retired(),
+            })
+            .collect();
+        let reloaded = reload::plan(&self.config, &policy, &known, &config);
+        let entry = |pool: PoolId| reloaded.pools[pool.index()].entry.clone();
+        for &pool in &reloaded.reconfigure {
+            if let Some(handle) = set.get(pool) {
+                handle.reconfigure(entry(pool));
             }
         }
-        let _ = self.policy_reloads.send(PolicyReload {
-            policy: Arc::new(reloaded.table.policy.clone()),
-            watch,
-            removed: reloaded.table.removed.clone(),
+        for &pool in &reloaded.removed {
+            if let Some(handle) = set.get(pool) {
+                // Its owner removes the pool's series once it has settled
+                // what it held.
+                handle.retire();
+            }
+        }
+        // The engine hears of the new pools before any can report being up.
+        self.policy_inbox.reload(PolicyReload {
+            policy: Arc::new(reloaded.policy()),
         });
-        *table = reloaded.table.clone();
+        for &pool in &reloaded.added {
+            // A pool back in the file: its new owner waits for the old one
+            // to have finished, and starts after its epoch.
+            let handle = pool::spawn(&self.pool_context, pool, entry(pool), set.get(pool));
+            self.pools.put(handle);
+        }
+        *policy = reloaded.config.clone();
         self.count_reload(true);
         info!(changes = ?reloaded.changes, "config reloaded");
         if !reloaded.restart_needed.is_empty() {

@@ -14,6 +14,7 @@
 mod pools;
 mod workers;
 
+pub use pools::PoolSeries;
 pub use workers::{OVERFLOW, WorkerMetrics, WorkerSeries};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

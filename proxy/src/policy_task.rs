@@ -1,13 +1,16 @@
 //! The task that owns the policy engine and publishes its plan.
 //!
-//! Sessions report credited work and joins and leaves; every pool's
-//! up/down state is read from its upstream's watch. The task stamps each
+//! Sessions report credited work and joins and leaves; each pool's owner
+//! reports it going up or down through the [`PolicyInbox`], the same
+//! queue reloads come by, so the engine always knows a pool before it
+//! hears of its health. The task stamps each
 //! observation with the time since it started, plans every
 //! `rebalance_every` (and at once after a join, a leave or a pool going up
 //! or down, so a new miner gets work without waiting), and publishes the
 //! [`Assignment`] on a `watch` that sessions read. It is the only writer.
 //! A reloaded policy (new caps, new pools, pools taken out) arrives as a
-//! [`PolicyReload`] and is planned with at once.
+//! [`PolicyReload`] and is planned with at once. The policy series of a
+//! pool taken out of the config (its handle says so) are not exported.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +21,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::jobs::PoolState;
 use crate::metrics::Metrics;
+use crate::pool::Pools;
 
 /// Work observations queued for the policy task before they are dropped.
 const WORK_QUEUE: usize = 65_536;
@@ -28,17 +31,40 @@ const MEMBERSHIP_QUEUE: usize = 4_096;
 /// How long a burst of joins is gathered before the plan that serves them.
 const REPLAN_DELAY: Duration = Duration::from_millis(20);
 
-/// A reloaded policy for the task, with the pools it names first.
+/// A reloaded policy for the task.
 #[derive(Debug)]
 pub struct PolicyReload {
     /// Every pool the proxy has run, in [`PoolId`] order (removed ones
     /// too: they stay down).
     pub policy: Arc<Policy>,
-    /// Pools (new or back) whose health to follow from now on.
-    pub watch: Vec<(PoolId, watch::Receiver<PoolState>)>,
-    /// For each pool, whether it was taken out of the config: its series
-    /// are not exported.
-    pub removed: Vec<bool>,
+}
+
+/// What comes to the task in order: reloads, and pools going up or down.
+#[derive(Debug)]
+enum Inbox {
+    Reload(PolicyReload),
+    PoolHealth { pool: PoolId, up: bool },
+}
+
+/// Where reloads and pools' health go to the policy task. Unbounded, as
+/// neither may be lost: a reload is rare, and a pool reports only a change
+/// of its health, at most a few per connection.
+#[derive(Debug, Clone)]
+pub struct PolicyInbox {
+    tx: mpsc::UnboundedSender<Inbox>,
+}
+
+impl PolicyInbox {
+    /// Hands a reloaded policy to the task.
+    pub fn reload(&self, reload: PolicyReload) {
+        // An error means the task has stopped (shutdown): nothing to tell.
+        let _ = self.tx.send(Inbox::Reload(reload));
+    }
+
+    /// Reports that `pool` went up or down.
+    pub fn pool_health(&self, pool: PoolId, up: bool) {
+        let _ = self.tx.send(Inbox::PoolHealth { pool, up });
+    }
 }
 
 /// What sessions hold of the policy task.
@@ -68,40 +94,30 @@ impl PolicyHandle {
 }
 
 /// Starts the policy task; returns what sessions hold of it and where
-/// reloaded policies go (see [`crate::reload`]).
+/// reloaded policies (see [`crate::reload`]) and pools' health go.
 pub fn spawn(
     policy: Arc<Policy>,
-    pools: Vec<watch::Receiver<PoolState>>,
+    pools: Pools,
     metrics: Metrics,
     shutdown: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
-) -> (PolicyHandle, mpsc::UnboundedSender<PolicyReload>) {
+) -> (PolicyHandle, PolicyInbox) {
     let start = Instant::now();
-    let (reload_tx, reload_rx) = mpsc::unbounded_channel();
+    let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
     let mut engine = Engine::new(Arc::clone(&policy));
     let first = Arc::new(engine.plan(PolicyInstant::ZERO));
     let (assignment_tx, assignment_rx) = watch::channel(first);
     let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE);
     let (membership_tx, membership_rx) = mpsc::channel(MEMBERSHIP_QUEUE);
 
-    for (index, state) in pools.into_iter().enumerate() {
-        tasks.spawn(watch_health(
-            PoolId(index),
-            state,
-            membership_tx.clone(),
-            shutdown.clone(),
-        ));
-    }
     let task = PolicyTask {
         engine,
         start,
         rebalance_every: policy.config.rebalance_every,
         work: work_rx,
         membership: membership_rx,
-        membership_tx: membership_tx.clone(),
-        reloads: reload_rx,
-        removed: vec![false; policy.pools.len()],
-        tasks: tasks.clone(),
+        inbox: inbox_rx,
+        pools,
         assignment: assignment_tx,
         metrics: metrics.clone(),
         shutdown,
@@ -114,35 +130,7 @@ pub fn spawn(
         membership: membership_tx,
         metrics,
     };
-    (handle, reload_tx)
-}
-
-/// Turns a pool's state changes into up/down observations.
-async fn watch_health(
-    pool: PoolId,
-    mut state: watch::Receiver<PoolState>,
-    to_policy: mpsc::Sender<Observation>,
-    shutdown: CancellationToken,
-) {
-    let mut was_up = false;
-    loop {
-        let up = state.borrow_and_update().up;
-        if up != was_up {
-            was_up = up;
-            let observation = if up {
-                Observation::PoolUp { pool }
-            } else {
-                Observation::PoolDown { pool }
-            };
-            if to_policy.send(observation).await.is_err() {
-                return;
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            changed = state.changed() => if changed.is_err() { return },
-        }
-    }
+    (handle, PolicyInbox { tx: inbox_tx })
 }
 
 struct PolicyTask {
@@ -151,10 +139,8 @@ struct PolicyTask {
     rebalance_every: Duration,
     work: mpsc::Receiver<Observation>,
     membership: mpsc::Receiver<Observation>,
-    membership_tx: mpsc::Sender<Observation>,
-    reloads: mpsc::UnboundedReceiver<PolicyReload>,
-    removed: Vec<bool>,
-    tasks: tokio_util::task::TaskTracker,
+    inbox: mpsc::UnboundedReceiver<Inbox>,
+    pools: Pools,
     assignment: watch::Sender<Arc<Assignment>>,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -179,20 +165,34 @@ impl PolicyTask {
                         replan.as_mut().reset(Instant::now() + REPLAN_DELAY);
                     }
                 }
+                Some(message) = self.inbox.recv() => match message {
+                    Inbox::PoolHealth { pool, up } => {
+                        let observation = if up {
+                            Observation::PoolUp { pool }
+                        } else {
+                            Observation::PoolDown { pool }
+                        };
+                        self.engine.observe(observation, self.now());
+                        if !replan_armed {
+                            replan_armed = true;
+                            replan.as_mut().reset(Instant::now() + REPLAN_DELAY);
+                        }
+                    }
+                    Inbox::Reload(reload) => {
+                        if reload.policy.config.rebalance_every != self.rebalance_every {
+                            self.rebalance_every = reload.policy.config.rebalance_every;
+                            tick = tokio::time::interval(self.rebalance_every);
+                            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                        }
+                        self.reload(reload);
+                    }
+                },
                 Some(observation) = self.work.recv() => self.engine.observe(observation, self.now()),
                 () = &mut replan, if replan_armed => {
                     replan_armed = false;
                     self.publish();
                 }
                 _ = tick.tick() => self.publish(),
-                Some(reload) = self.reloads.recv() => {
-                    if reload.policy.config.rebalance_every != self.rebalance_every {
-                        self.rebalance_every = reload.policy.config.rebalance_every;
-                        tick = tokio::time::interval(self.rebalance_every);
-                        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-                    }
-                    self.reload(reload);
-                }
             }
         }
     }
@@ -201,25 +201,6 @@ impl PolicyTask {
         if self.engine.reconfigure(reload.policy).is_err() {
             warn!("a reloaded policy renames or drops the engine's pools; it is ignored");
             return;
-        }
-        // The policy series of a pool just taken out go now: this task is
-        // their only writer, and it skips removed pools from here on.
-        for (index, (&now, &before)) in reload.removed.iter().zip(&self.removed).enumerate() {
-            if now && !before {
-                let name = &self.engine.policy().pools[index].name;
-                let _ = self.metrics.policy_target.remove_label_values(&[name]);
-                let _ = self.metrics.policy_cap.remove_label_values(&[name]);
-                let _ = self.metrics.policy_delivered.remove_label_values(&[name]);
-            }
-        }
-        self.removed = reload.removed;
-        for (pool, state) in reload.watch {
-            self.tasks.spawn(watch_health(
-                pool,
-                state,
-                self.membership_tx.clone(),
-                self.shutdown.clone(),
-            ));
         }
         self.publish();
     }
@@ -230,11 +211,20 @@ impl PolicyTask {
 
     fn publish(&mut self) {
         let plan = self.engine.plan(self.now());
+        let pools = self.pools.snapshot();
         for row in &plan.pools {
-            if self.removed.get(row.pool.index()) == Some(&true) {
+            let pool = row.name.as_str();
+            if pools
+                .get(row.pool)
+                .is_some_and(|handle| handle.is_retired())
+            {
+                // Taken out of the config: this task is the only writer of
+                // these series, and they go with the pool.
+                let _ = self.metrics.policy_target.remove_label_values(&[pool]);
+                let _ = self.metrics.policy_cap.remove_label_values(&[pool]);
+                let _ = self.metrics.policy_delivered.remove_label_values(&[pool]);
                 continue;
             }
-            let pool = row.name.as_str();
             self.metrics
                 .policy_target
                 .with_label_values(&[pool])

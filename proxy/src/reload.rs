@@ -14,25 +14,30 @@
 //! `[downstream]` and `[metrics]` take effect at the next start; a reload
 //! that changes them applies the rest and says what waits.
 
-use hashsplit_policy::{Policy, PolicyConfig, PoolConfig};
+use hashsplit_policy::{Policy, PolicyConfig, PoolConfig, PoolId};
 
 use crate::config::Config;
 
-/// The pools the proxy runs, by [`hashsplit_policy::PoolId`], as the
-/// engine knows them.
+/// A pool the proxy has run, as its handle describes it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PoolTable {
-    /// The policy in force, with every pool ever run (removed ones too).
-    pub policy: Policy,
-    /// For each pool, whether it was taken out of the config.
-    pub removed: Vec<bool>,
+pub struct KnownPool {
+    /// Its `[[pool]]` entry, as last configured.
+    pub entry: PoolConfig,
+    /// Whether it was taken out of the config.
+    pub retired: bool,
 }
 
-impl PoolTable {
-    /// Returns the table of a config as started.
-    pub fn new(policy: Policy) -> Self {
-        let removed = vec![false; policy.pools.len()];
-        PoolTable { policy, removed }
+impl KnownPool {
+    /// Returns every pool of a config as started, in [`PoolId`] order.
+    pub fn all_of(policy: &Policy) -> Vec<KnownPool> {
+        policy
+            .pools
+            .iter()
+            .map(|entry| KnownPool {
+                entry: entry.clone(),
+                retired: false,
+            })
+            .collect()
     }
 }
 
@@ -44,51 +49,69 @@ pub struct Reloaded {
     pub changes: Vec<String>,
     /// Sections whose changes take effect at the next start.
     pub restart_needed: Vec<&'static str>,
-    /// Pools (by index) to reconnect with a new url, user or password.
-    pub reconnect: Vec<usize>,
-    /// Pools (by index) to connect: new ones, or ones back in the file.
-    pub added: Vec<usize>,
-    /// Pools (by index) to disconnect: gone from the file.
-    pub removed: Vec<usize>,
-    /// The table once the reload is applied.
-    pub table: PoolTable,
+    /// Pools whose entry changed (their handles are reconfigured; a new
+    /// url, user or password reconnects).
+    pub reconfigure: Vec<PoolId>,
+    /// Pools to start: new ones (the next ids), or ones back in the file.
+    pub added: Vec<PoolId>,
+    /// Pools to retire: gone from the file.
+    pub removed: Vec<PoolId>,
+    /// Every pool once the reload is applied, in [`PoolId`] order.
+    pub pools: Vec<KnownPool>,
+    /// The `[policy]` section once the reload is applied.
+    pub config: PolicyConfig,
+}
+
+impl Reloaded {
+    /// Returns the policy in force once the reload is applied, with every
+    /// pool ever run (removed ones too: they stay down).
+    pub fn policy(&self) -> Policy {
+        Policy {
+            config: self.config.clone(),
+            pools: self.pools.iter().map(|p| p.entry.clone()).collect(),
+        }
+    }
 }
 
 /// Works out what applying `new` to the running proxy (started with
-/// `running`, running `table`) changes.
-pub fn plan(running: &Config, table: &PoolTable, new: &Config) -> Reloaded {
-    let mut pools = table.policy.pools.clone();
-    let mut removed_now = table.removed.clone();
-    let mut changes = policy_changes(&table.policy.config, &new.policy.config);
-    let (mut reconnect, mut added, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+/// `running`, with `config` in force and running `known`) changes.
+pub fn plan(
+    running: &Config,
+    config: &PolicyConfig,
+    known: &[KnownPool],
+    new: &Config,
+) -> Reloaded {
+    let mut pools = known.to_vec();
+    let mut changes = policy_changes(config, &new.policy.config);
+    let (mut reconfigure, mut added, mut removed) = (Vec::new(), Vec::new(), Vec::new());
     for pool in &new.policy.pools {
-        let Some(index) = pools.iter().position(|known| known.name == pool.name) else {
-            added.push(pools.len());
-            pools.push(pool.clone());
-            removed_now.push(false);
+        let Some(index) = pools.iter().position(|known| known.entry.name == pool.name) else {
+            added.push(PoolId(pools.len()));
+            pools.push(KnownPool {
+                entry: pool.clone(),
+                retired: false,
+            });
             changes.push(format!("pool added: {} ({})", pool.name, pool.url));
             continue;
         };
-        if removed_now[index] {
-            removed_now[index] = false;
-            added.push(index);
+        let known = &mut pools[index];
+        if known.retired {
+            known.retired = false;
+            added.push(PoolId(index));
             changes.push(format!("pool added: {} ({})", pool.name, pool.url));
-        } else {
-            let moved = connection_changes(&pools[index], pool);
-            if !moved.is_empty() {
-                reconnect.push(index);
-                changes.extend(moved);
-            }
-            changes.extend(pool_changes(&pools[index], pool));
+        } else if known.entry != *pool {
+            reconfigure.push(PoolId(index));
+            changes.extend(connection_changes(&known.entry, pool));
+            changes.extend(pool_changes(&known.entry, pool));
         }
-        pools[index] = pool.clone();
+        known.entry = pool.clone();
     }
-    for (index, known) in pools.iter().enumerate() {
-        let in_file = new.policy.pools.iter().any(|p| p.name == known.name);
-        if !in_file && !removed_now[index] {
-            removed_now[index] = true;
-            removed.push(index);
-            changes.push(format!("pool removed: {}", known.name));
+    for (index, known) in pools.iter_mut().enumerate() {
+        let in_file = new.policy.pools.iter().any(|p| p.name == known.entry.name);
+        if !in_file && !known.retired {
+            known.retired = true;
+            removed.push(PoolId(index));
+            changes.push(format!("pool removed: {}", known.entry.name));
         }
     }
     let mut restart_needed = Vec::new();
@@ -104,16 +127,11 @@ pub fn plan(running: &Config, table: &PoolTable, new: &Config) -> Reloaded {
     Reloaded {
         changes,
         restart_needed,
-        reconnect,
+        reconfigure,
         added,
         removed,
-        table: PoolTable {
-            policy: Policy {
-                config: new.policy.config.clone(),
-                pools,
-            },
-            removed: removed_now,
-        },
+        pools,
+        config: new.policy.config.clone(),
     }
 }
 
@@ -195,7 +213,12 @@ mod tests {
     }
 
     fn reload(old: &Config, new: &Config) -> Reloaded {
-        plan(old, &PoolTable::new(old.policy.clone()), new)
+        plan(
+            old,
+            &old.policy.config,
+            &KnownPool::all_of(&old.policy),
+            new,
+        )
     }
 
     #[test]
@@ -207,7 +230,8 @@ mod tests {
         assert!(reloaded.changes[0].starts_with("policy.window"));
         assert!(reloaded.changes[1].starts_with("a.max_share"));
         assert!(reloaded.restart_needed.is_empty());
-        assert_eq!(reloaded.table.policy, new.policy);
+        assert_eq!(reloaded.policy(), new.policy);
+        assert_eq!(reloaded.reconfigure, [PoolId(0)]);
         assert!(reloaded.added.is_empty() && reloaded.removed.is_empty());
     }
 
@@ -218,17 +242,17 @@ mod tests {
         let new = config("", &[("d", ""), ("c", ""), ("a", "")]);
         let reloaded = reload(&old, &new);
         let names: Vec<_> = reloaded
-            .table
-            .policy
             .pools
             .iter()
-            .map(|p| p.name.as_str())
+            .map(|p| (p.entry.name.as_str(), p.retired))
             .collect();
-        assert_eq!(names, ["a", "b", "c", "d"]);
-        assert_eq!(reloaded.table.removed, [false, true, false, false]);
+        assert_eq!(
+            names,
+            [("a", false), ("b", true), ("c", false), ("d", false)]
+        );
         assert_eq!(
             (reloaded.added.clone(), reloaded.removed.clone()),
-            (vec![3], vec![1])
+            (vec![PoolId(3)], vec![PoolId(1)])
         );
         assert_eq!(
             reloaded.changes,
@@ -240,10 +264,10 @@ mod tests {
 
         // b comes back under its old id.
         let back = config("", &[("a", ""), ("b", ""), ("c", ""), ("d", "")]);
-        let again = plan(&old, &reloaded.table, &back);
-        assert_eq!(again.added, vec![1]);
+        let again = plan(&old, &reloaded.config, &reloaded.pools, &back);
+        assert_eq!(again.added, vec![PoolId(1)]);
         assert!(again.removed.is_empty());
-        assert_eq!(again.table.removed, [false; 4]);
+        assert!(again.pools.iter().all(|p| !p.retired));
     }
 
     #[test]
@@ -253,7 +277,7 @@ mod tests {
         moved.policy.pools[1].password = "secret".into();
         moved.policy.pools[1].url.port = 4444;
         let reloaded = reload(&old, &moved);
-        assert_eq!(reloaded.reconnect, vec![1]);
+        assert_eq!(reloaded.reconfigure, vec![PoolId(1)]);
         assert_eq!(
             reloaded.changes,
             vec![
@@ -262,7 +286,7 @@ mod tests {
             ]
         );
         assert!(!format!("{:?}", reloaded.changes).contains("secret"));
-        assert_eq!(reloaded.table.policy.pools[1].password, "secret");
+        assert_eq!(reloaded.pools[1].entry.password, "secret");
     }
 
     #[test]

@@ -29,6 +29,7 @@ use hashsplit_stratum::{
 };
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+
 use tokio::time::{Instant, sleep_until};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -36,10 +37,10 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::extranonce::Extranonce1;
-use crate::jobs::{JobBook, Layout, Layouts, PoolJob, PoolState};
+use crate::jobs::{JobBook, Layout, Layouts, PoolJob};
 use crate::metrics::{Metrics, WorkerSeries};
 use crate::policy_task::PolicyHandle;
-use crate::upstream::Upstreams;
+use crate::pool::{PoolHandle, Pools};
 use crate::vardiff::Vardiff;
 
 /// Unreadable lines in a row before a miner is disconnected.
@@ -59,7 +60,7 @@ const MAX_REJECTS_IN_A_ROW: u32 = 256;
 
 static NEXT_MINER: AtomicU64 = AtomicU64::new(1);
 
-/// What every session shares: configuration, metrics, the upstreams and the
+/// What every session shares: configuration, metrics, the pools and the
 /// policy.
 #[derive(Debug)]
 pub struct Shared {
@@ -67,8 +68,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// The proxy's metrics.
     pub metrics: Metrics,
-    /// One per pool, indexed by [`PoolId`]; a reload may add pools.
-    pub upstreams: Arc<Upstreams>,
+    /// Every pool's handle; a reload may add pools.
+    pub pools: Pools,
     /// The policy task.
     pub policy: PolicyHandle,
     /// The miners' extranonce layouts.
@@ -149,9 +150,11 @@ pub struct Session {
     /// The job last sent, to send each job once.
     sent_job: Option<Arc<PoolJob>>,
     book: JobBook,
-    pools: Vec<watch::Receiver<PoolState>>,
-    /// The [`Upstreams::generation`] `pools` was taken at.
-    pools_generation: u64,
+    /// This session's handles of every pool, by [`PoolId`] (each watches
+    /// its pool's state for this session).
+    pools: Vec<PoolHandle>,
+    /// Where a new set of pools shows up after a reload.
+    pool_set: Pools,
     assignment: watch::Receiver<Arc<Assignment>>,
     pending: FuturesUnordered<submit::PoolAnswer>,
     bad_lines: u32,
@@ -179,8 +182,12 @@ impl Session {
             now,
         );
         let framed = Framed::new(stream, LineCodec::new(shared.config.server.max_line_length));
-        let pools_generation = shared.upstreams.generation();
-        let pools = shared.upstreams.states();
+        let mut pool_set = shared.pools.clone();
+        let pools = pool_set
+            .if_changed()
+            .unwrap_or_else(|| pool_set.snapshot())
+            .handles()
+            .to_vec();
         let assignment = shared.policy.assignment.clone();
         Session {
             miner: MinerId(NEXT_MINER.fetch_add(1, Ordering::Relaxed)),
@@ -204,7 +211,7 @@ impl Session {
             sent_job: None,
             book: JobBook::default(),
             pools,
-            pools_generation,
+            pool_set,
             assignment,
             pending: FuturesUnordered::new(),
             bad_lines: 0,
@@ -400,7 +407,7 @@ impl Session {
         // shares: the configured mask, narrowed by each pool that answered.
         let mut allowed = self.shared.config.downstream.version_mask;
         for pool in &self.pools {
-            let state = pool.borrow();
+            let state = pool.state();
             if state.configured {
                 allowed &= state.version_mask.unwrap_or(0);
             }

@@ -192,17 +192,10 @@ async fn a_pool_refusing_version_rolling_late_narrows_the_miners_mask() {
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pool_that_stops_reading_is_given_up_and_every_share_is_settled() {
-    let pool = ScriptedPool::start(&[0xaa; 4], 8, None, false).await;
-    pool.set_difficulty(1e-9);
-    pool.notify("j1", true);
-    let proxy = proxy_for(&pool, "[downstream]\nmin_difficulty = 0.000000001\n").await;
-    assert!(pool_up(&proxy).await);
-    pool.send(Script::StopReading);
-
-    // A raw miner: it writes a flood of valid shares while reading every
-    // answer, so only the pool side can back up.
+/// A raw miner that writes `shares` valid shares at once (each meets a
+/// pool difficulty of 1e-9) while reading every answer, so only the pool
+/// side can back up. Returns the number of answers read so far, by kind.
+async fn flood(proxy: &Proxy, shares: u32) -> std::sync::Arc<std::sync::Mutex<Answers>> {
     let stream = tokio::net::TcpStream::connect(proxy.local_addr())
         .await
         .unwrap();
@@ -245,7 +238,19 @@ async fn a_pool_that_stops_reading_is_given_up_and_every_share_is_settled() {
         }
     }
     let (en1, notify, difficulty) = (en1.unwrap(), notify.unwrap(), difficulty.unwrap());
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Answers::default()));
+    let counted = std::sync::Arc::clone(&answers);
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(Incoming::Response(r)) = Incoming::<ServerMethod>::from_line(&line) {
+                let mut answers = counted.lock().unwrap();
+                match r.error {
+                    None => answers.accepted += 1,
+                    Some(e) => *answers.refused.entry(e.message).or_default() += 1,
+                }
+            }
+        }
+    });
     let job = Job::from_notify(&notify, en1.len() + 4).unwrap();
     let ctx = ShareContext {
         extranonce1: &en1,
@@ -254,7 +259,7 @@ async fn a_pool_that_stops_reading_is_given_up_and_every_share_is_settled() {
         pool_target: Target::MAX,
     };
     let mut flood = String::new();
-    for i in 0..40_000u32 {
+    for i in 0..shares {
         let (share, _) =
             find_share_rolled(&job, &ctx, &i.to_be_bytes(), notify.ntime, None, 0, 1 << 16)
                 .unwrap();
@@ -262,7 +267,32 @@ async fn a_pool_that_stops_reading_is_given_up_and_every_share_is_settled() {
         flood.push_str(&ClientMethod::Submit(submit).to_line(Id::from(u64::from(i) + 10)));
         flood.push('\n');
     }
-    write.write_all(flood.as_bytes()).await.unwrap();
+    // The proxy may stop reading while the pool backs up: write from a
+    // task of its own, and keep the connection open afterwards.
+    tokio::spawn(async move {
+        write.write_all(flood.as_bytes()).await.unwrap();
+        std::future::pending::<()>().await;
+    });
+    answers
+}
+
+/// What the flooding miner was answered.
+#[derive(Debug, Default)]
+struct Answers {
+    accepted: u64,
+    refused: std::collections::BTreeMap<String, u64>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_that_stops_reading_is_given_up_and_every_share_is_settled() {
+    let pool = ScriptedPool::start(&[0xaa; 4], 8, None, false).await;
+    pool.set_difficulty(1e-9);
+    pool.notify("j1", true);
+    let proxy = proxy_for(&pool, "[downstream]\nmin_difficulty = 0.000000001\n").await;
+    assert!(pool_up(&proxy).await);
+    pool.send(Script::StopReading);
+
+    let _answers = flood(&proxy, 40_000).await;
 
     // Given up when a write blocks for 5 s, or, if the socket buffers took
     // the whole flood, when it has answered nothing for 30 s.
@@ -274,9 +304,15 @@ async fn a_pool_that_stops_reading_is_given_up_and_every_share_is_settled() {
         .await,
         "a pool that stopped reading is marked down"
     );
+    // While the pool is deemed up, shares wait for room rather than being
+    // refused; once it is given up, those on their way are answered as
+    // unavailable, and later ones as stale (its jobs are void), until the
+    // miner is disconnected for sending nothing but stale work. Whatever
+    // the proxy read, it settled exactly once.
     let settled = eventually(Duration::from_secs(20), || {
-        metrics.sum("hashsplit_shares_submitted_total", &[]) == 40_000.0
-            && metrics.sum("hashsplit_shares_in_flight", &[]) == 0.0
+        metrics.sum("hashsplit_shares_in_flight", &[]) == 0.0
+            && metrics.sum("hashsplit_shares_submitted_total", &[])
+                == metrics.sum("hashsplit_shares_total", &[])
     })
     .await;
     assert!(
@@ -284,11 +320,8 @@ async fn a_pool_that_stops_reading_is_given_up_and_every_share_is_settled() {
         "in flight: {}",
         metrics.sum("hashsplit_shares_in_flight", &[])
     );
-    assert_eq!(
-        metrics.sum("hashsplit_shares_total", &[]),
-        40_000.0,
-        "every share settled once"
-    );
+    let unavailable = metrics.sum("hashsplit_shares_total", &[("reason", "pool-unavailable")]);
+    assert!(unavailable > 0.0, "shares on their way were answered");
     // A liveness bound, not a speed one: shutdown must end with the pool
     // still not reading.
     let stopped = tokio::time::timeout(
@@ -357,4 +390,55 @@ async fn a_vanishing_pool_difficulty_never_breaks_a_miner() {
         1.0
     );
     proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_through_a_slow_pool_waits_for_room_and_every_share_reaches_it() {
+    let pool = ScriptedPool::start(&[0xaa; 4], 8, None, false).await;
+    pool.set_difficulty(1e-9);
+    pool.notify("j1", true);
+    let proxy = proxy_for(&pool, "[downstream]\nmin_difficulty = 0.000000001\n").await;
+    assert!(pool_up(&proxy).await);
+    // The pool stops reading for a moment (well within the time a write
+    // may take): its socket and then its queue (1024) fill, and the
+    // session must wait for room rather than refuse valid work.
+    pool.send(Script::PauseReading(Duration::from_secs(2)));
+    let shares = 20_000;
+    let answers = flood(&proxy, shares).await;
+
+    let metrics = proxy.metrics();
+    let drained = eventually(Duration::from_secs(60), || {
+        metrics.sum("hashsplit_shares_submitted_total", &[]) == f64::from(shares)
+            && metrics.sum("hashsplit_shares_in_flight", &[]) == 0.0
+    })
+    .await;
+    assert!(
+        drained,
+        "submitted {} in flight {}",
+        metrics.sum("hashsplit_shares_submitted_total", &[]),
+        metrics.sum("hashsplit_shares_in_flight", &[])
+    );
+    assert_eq!(
+        metrics.sum("hashsplit_shares_total", &[]),
+        f64::from(shares),
+        "every share settled once"
+    );
+    assert_eq!(
+        metrics.sum("hashsplit_shares_total", &[("reason", "pool-unavailable")]),
+        0.0,
+        "no valid share refused while the pool is up"
+    );
+    assert_eq!(
+        pool.submits.lock().unwrap().len(),
+        shares as usize,
+        "every share reached the pool"
+    );
+    let answered = eventually(Duration::from_secs(10), || {
+        let answers = answers.lock().unwrap();
+        answers.accepted + answers.refused.values().sum::<u64>() == u64::from(shares)
+    })
+    .await;
+    assert!(answered, "the miner heard about every share: {answers:?}");
+    assert_eq!(metrics.sum("hashsplit_pool_up", &[]), 1.0, "never given up");
+    proxy.shutdown(Duration::from_secs(2)).await;
 }

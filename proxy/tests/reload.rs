@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Bed, POOL_USER, config, pool_entry};
+use hashsplit_policy::PoolId;
 use hashsplit_stratum::Difficulty;
 use miner_sim::{Profile, SimMiner, SimMinerConfig, SimPoolConfig, eventually};
 
@@ -139,7 +140,7 @@ async fn a_reloaded_pool_url_reconnects_that_pool_only() {
     toml.push_str(&pool_entry(0, bed.pools[0].addr(), ""));
     toml.push_str(&pool_entry(1, moved_to.addr(), ""));
     let reloaded = bed.proxy.reload(config(&toml));
-    assert_eq!(reloaded.reconnect, vec![1]);
+    assert_eq!(reloaded.reconfigure, vec![PoolId(1)]);
 
     let reconnected = eventually(Duration::from_secs(10), || {
         moved_to.stats().connections_open == 1 && bed.pools[1].stats().connections_open == 0
@@ -179,7 +180,10 @@ async fn pools_added_and_removed_by_a_reload_get_and_lose_their_miners() {
     toml.push_str(&pool_entry(0, bed.pools[0].addr(), ""));
     toml.push_str(&pool_entry(2, joining.addr(), ""));
     let reloaded = bed.proxy.reload(config(&toml));
-    assert_eq!((reloaded.added, reloaded.removed), (vec![2], vec![1]));
+    assert_eq!(
+        (reloaded.added, reloaded.removed),
+        (vec![PoolId(2)], vec![PoolId(1)])
+    );
 
     let metrics = bed.proxy.metrics();
     // pool1 keeps its connection for the grace period (shares on their
@@ -229,7 +233,7 @@ async fn a_pool_taken_out_and_put_back_mines_again() {
 
     // Back at once, under the same name: the same engine id, a new upstream.
     let reloaded = bed.proxy.reload(rewritten(&bed, POLICY, &["", ""]));
-    assert_eq!(reloaded.added, vec![1]);
+    assert_eq!(reloaded.added, vec![PoolId(1)]);
     let before = bed.pools[1].stats().worker(POOL_USER).accepted;
     let back = eventually(Duration::from_secs(30), || {
         metrics.sum("hashsplit_pool_up", &[("pool", "pool1")]) == 1.0

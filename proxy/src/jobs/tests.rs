@@ -200,7 +200,7 @@ fn proxy_job_ids_are_unique() {
     let a = translated(0, &ids);
     let b = translated(0, &ids);
     assert_ne!(a.notify.job_id, b.notify.job_id);
-    assert_eq!(a.pool_job_id, "pool-7");
+    assert_eq!(&*a.pool_job_id, "pool-7");
 }
 
 #[test]

@@ -64,3 +64,37 @@ impl Metrics {
         touch.apply(&self.policy_delivered, &[pool]);
     }
 }
+
+/// The series of one pool that every forwarded share touches, looked up
+/// once rather than by label on each share.
+#[derive(Debug, Clone)]
+pub struct PoolSeries {
+    /// `hashsplit_shares_in_flight{pool}`.
+    pub in_flight: prometheus::IntGauge,
+    /// `hashsplit_shares_total{pool, result="accepted", reason="pool-accepted"}`.
+    pub accepted_by_pool: prometheus::IntCounter,
+    /// `hashsplit_credited_difficulty_total{pool, result="accepted"}`.
+    pub credited_accepted: prometheus::Counter,
+    /// `hashsplit_upstream_submit_seconds{pool}`.
+    pub submit_seconds: prometheus::Histogram,
+}
+
+impl Metrics {
+    /// Returns `pool`'s share-path series. Take them after
+    /// [`Metrics::add_pool`]: a later [`Metrics::remove_pool`] detaches them.
+    pub fn pool_series(&self, pool: &str) -> PoolSeries {
+        let accepted = Outcome::AcceptedByPool;
+        PoolSeries {
+            in_flight: self.shares_in_flight.with_label_values(&[pool]),
+            accepted_by_pool: self.shares.with_label_values(&[
+                pool,
+                accepted.result(),
+                accepted.reason(),
+            ]),
+            credited_accepted: self
+                .credited_difficulty
+                .with_label_values(&[pool, accepted.result()]),
+            submit_seconds: self.upstream_submit_seconds.with_label_values(&[pool]),
+        }
+    }
+}

@@ -26,12 +26,10 @@ impl Session {
         }
     }
 
-    /// Takes in pools a reload added (or gave a new upstream).
-    fn sync_pools(&mut self) {
-        let generation = self.shared.upstreams.generation();
-        if generation != self.pools_generation {
-            self.pools = self.shared.upstreams.states();
-            self.pools_generation = generation;
+    /// Takes in pools a reload added (or gave a new owner).
+    pub(super) fn sync_pools(&mut self) {
+        if let Some(set) = self.pool_set.if_changed() {
+            self.pools = set.handles().to_vec();
         }
     }
 
@@ -53,8 +51,8 @@ impl Session {
     }
 
     fn pool_ready(&self, pool: PoolId) -> bool {
-        self.pools.get(pool.index()).is_some_and(|state| {
-            let state = state.borrow();
+        self.pools.get(pool.index()).is_some_and(|handle| {
+            let state = handle.state();
             state.up && state.job_for(self.layout).is_some() && self.mask_fits(&state)
         })
     }
@@ -88,11 +86,11 @@ impl Session {
     async fn switch_to(&mut self, pool: PoolId) -> Result<(), Ended> {
         let previous = self.current.replace(pool);
         if previous.is_some() {
-            let name = self.shared.upstreams.name(pool);
+            let name = self.pools[pool.index()].name();
             self.shared
                 .metrics
                 .switches
-                .with_label_values(&[&name])
+                .with_label_values(&[name])
                 .inc();
             debug!(miner = %self.miner, from = ?previous, to = %name, "switching pool");
         }

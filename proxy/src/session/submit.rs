@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use hashsplit_policy::{Observation, Work};
+use hashsplit_policy::{Observation, PoolId, Work};
 use hashsplit_stratum::{
     Id, ParseError, Reject, ShareContext, StratumError, Submission, Submit, share::hash_to_hex,
 };
@@ -22,7 +22,7 @@ use tracing::warn;
 
 use super::{Ended, Session};
 use crate::metrics::{NO_POOL, Outcome, PoolReject};
-use crate::upstream::Forward;
+use crate::pool::{Forward, Unqueued};
 
 /// A forwarded share waiting for its pool's answer.
 pub(super) struct PoolAnswer {
@@ -54,10 +54,11 @@ impl Session {
             .observe(started.elapsed().as_secs_f64());
         match result {
             Err((pool, reject)) => {
-                self.count_submitted(&pool);
+                let label = self.pool_label(pool);
+                self.count_submitted(label);
                 self.shared
                     .metrics
-                    .settle(&pool, Outcome::Rejected(reject), 0.0);
+                    .settle(label, Outcome::Rejected(reject), 0.0);
                 self.reply_error(id, StratumError::new(reject.code(), reject.to_string()))
                     .await?;
                 self.rejects_in_a_row += 1;
@@ -95,6 +96,12 @@ impl Session {
         Ok(())
     }
 
+    /// Returns the metric label of `pool` (`none` for a share of no pool).
+    fn pool_label(&self, pool: Option<PoolId>) -> &str {
+        pool.and_then(|pool| self.pools.get(pool.index()))
+            .map_or(NO_POOL, |handle| handle.name())
+    }
+
     fn count_submitted(&self, pool: &str) {
         self.shared
             .metrics
@@ -104,8 +111,8 @@ impl Session {
     }
 
     /// Runs every local check; on success returns what to do with the share.
-    fn judge_submit(&mut self, submit: &Submit) -> Result<Accepted, (String, Reject)> {
-        let none = |reject| (NO_POOL.to_owned(), reject);
+    fn judge_submit(&mut self, submit: &Submit) -> Result<Accepted, (Option<PoolId>, Reject)> {
+        let none = |reject| (None, reject);
         if !self.subscribed {
             return Err(none(Reject::NotSubscribed));
         }
@@ -127,7 +134,7 @@ impl Session {
             .find(&submit.job_id, |pool| {
                 pools
                     .get(pool.index())
-                    .map_or(u64::MAX, |s| s.borrow().epoch)
+                    .map_or(u64::MAX, |handle| handle.state().epoch)
             });
         let found = match found {
             Ok(found) => found,
@@ -137,8 +144,8 @@ impl Session {
             }
             Err(reject) => return Err(none(reject)),
         };
-        let pool_name = self.shared.upstreams.name(found.job.pool).to_string();
-        let at_pool = |reject| (pool_name.clone(), reject);
+        let pool = found.job.pool;
+        let at_pool = |reject| (Some(pool), reject);
 
         found
             .job
@@ -158,7 +165,6 @@ impl Session {
         let verdict = found.job.job.judge(&ctx, &submission).map_err(at_pool)?;
         self.book.record(&submit.job_id, key);
         Ok(Accepted {
-            pool_name,
             found,
             submission,
             verdict,
@@ -173,11 +179,11 @@ impl Session {
             self.book
                 .block_hash(job_id, extranonce1, self.version_mask, submission)
         {
-            let name = self.shared.upstreams.name(pool);
+            let name = self.pool_label(Some(pool));
             self.shared
                 .metrics
                 .block_candidates_stale
-                .with_label_values(&[&name])
+                .with_label_values(&[name])
                 .inc();
             warn!(
                 pool = %name,
@@ -193,11 +199,15 @@ impl Session {
 
     async fn settle_accepted(&mut self, id: Id, share: Accepted) -> Result<(), Ended> {
         let Accepted {
-            pool_name,
             found,
             submission,
             verdict,
         } = share;
+        // A reference count, not a copy of the name.
+        let pool_name: std::sync::Arc<str> = self
+            .pools
+            .get(found.job.pool.index())
+            .map_or_else(|| NO_POOL.into(), |pool| std::sync::Arc::clone(pool.name()));
         let metrics = &self.shared.metrics;
         self.count_submitted(&pool_name);
         let credited = if verdict.meets_miner {
@@ -234,7 +244,7 @@ impl Session {
         in_flight.inc();
         let (reply, answer) = oneshot::channel();
         let forward = Forward {
-            pool_job_id: found.job.pool_job_id.clone(),
+            pool_job_id: std::sync::Arc::clone(&found.job.pool_job_id),
             extranonce2: found
                 .job
                 .pool_extranonce2(self.extranonce1.as_bytes(), submission.extranonce2()),
@@ -246,20 +256,23 @@ impl Session {
             credited,
             reply,
         };
-        let forwarded = match self.shared.upstreams.get(found.job.pool) {
-            Some(upstream) => upstream.forward(forward, verdict.meets_network),
-            None => Err(forward),
+        // While the pool's queue is full this waits, and the miner is not
+        // read meanwhile: back-pressure, never a refusal of valid work.
+        let forwarded = match self.pools.get(found.job.pool.index()) {
+            Some(pool) => pool.forward(forward, verdict.meets_network).await,
+            None => Err(Unqueued::Gone(forward)),
         };
         match forwarded {
             Ok(()) => {
                 self.pending.push(PoolAnswer { id, answer });
                 Ok(())
             }
-            Err(_unsent) => {
+            Err(unqueued) => {
+                let outcome = unqueued.outcome();
+                warn!(pool = %pool_name, miner = %self.miner, reason = %unqueued, "share not forwarded");
                 in_flight.dec();
-                metrics.settle(&pool_name, Outcome::PoolUnavailable, credited);
-                self.reply_error(id, outcome_error(Outcome::PoolUnavailable))
-                    .await
+                metrics.settle(&pool_name, outcome, credited);
+                self.reply_error(id, outcome_error(outcome)).await
             }
         }
     }
@@ -279,7 +292,6 @@ impl Session {
 
 /// What passed every local check.
 struct Accepted {
-    pool_name: String,
     found: crate::jobs::Found,
     submission: Submission,
     verdict: hashsplit_stratum::Verdict,

@@ -11,7 +11,7 @@ use hashsplit_stratum::{
     SubscribeResult,
 };
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::codec::Framed;
 
@@ -25,6 +25,9 @@ pub enum Script {
     AnswerConfigure,
     /// Stop reading from the proxy (keep the connection open).
     StopReading,
+    /// Stop reading for this long, then read on: a pool slower than the
+    /// load for a moment, but up.
+    PauseReading(std::time::Duration),
     /// Keep reading and answering, but never answer a `mining.submit`.
     IgnoreSubmits,
 }
@@ -49,7 +52,13 @@ impl ScriptedPool {
         version_mask: Option<u32>,
         hold_configure: bool,
     ) -> ScriptedPool {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // A small receive buffer (inherited by accepted connections), so a
+        // pool that reads slowly backs the proxy up after a few hundred
+        // lines rather than megabytes.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(16 * 1024).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(16).unwrap();
         let addr = listener.local_addr().unwrap();
         let (script, mut scripted) = mpsc::unbounded_channel();
         let submits = Arc::new(Mutex::new(Vec::new()));
@@ -139,8 +148,15 @@ async fn serve(
     let mut held_configure: Option<(Id, hashsplit_stratum::Configure)> = None;
     let mut reading = true;
     let mut answer_submits = true;
+    let resume = tokio::time::sleep(std::time::Duration::ZERO);
+    tokio::pin!(resume);
+    let mut paused = false;
     loop {
         tokio::select! {
+            () = &mut resume, if paused => {
+                paused = false;
+                reading = true;
+            }
             step = script.recv() => match step {
                 None => return false,
                 Some(Script::Line(line)) => {
@@ -155,6 +171,11 @@ async fn serve(
                     }
                 }
                 Some(Script::StopReading) => reading = false,
+                Some(Script::PauseReading(pause)) => {
+                    reading = false;
+                    paused = true;
+                    resume.as_mut().reset(tokio::time::Instant::now() + pause);
+                }
                 Some(Script::IgnoreSubmits) => answer_submits = false,
             },
             line = framed.next(), if reading => {

@@ -1,4 +1,4 @@
-//! One connection to a pool, from connect to loss.
+//! The Stratum v1 backend: one connection to a pool, from connect to loss.
 //!
 //! The handshake is pipelined the way ASIC firmware does it: configure
 //! (version rolling), subscribe, extranonce.subscribe, authorize. Requests
@@ -10,21 +10,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use hashsplit_policy::PoolUrl;
 use hashsplit_stratum::{
     ClientMethod, Configure, ConfigureResult, Difficulty, Id, Incoming, LineCodec, Method,
-    Response, ServerMethod, Submit, SubmitResult, SubscribeResult,
+    Response, ServerMethod, SubmitResult, SubscribeResult,
 };
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio::time::{Instant, interval, timeout};
+use tokio::time::{Instant, interval, sleep_until, timeout};
 use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 mod health;
+mod wire;
 
 pub(super) use health::Refusals;
 
-use super::{Ended, Forward, Upstream};
+use super::Forward;
+use super::backend::{Ended, LinkError};
+use super::owner::Pool;
 use crate::jobs::{PoolExtranonce, PoolJob};
 use crate::metrics::{Outcome, PoolReject};
 
@@ -81,21 +86,65 @@ struct Link {
     connected: Instant,
     bad_lines: u32,
     healthy: bool,
+    /// The worker name as a JSON string, spliced into every submit.
+    worker_json: String,
 }
 
-/// Runs one connection until it is lost or the proxy shuts down.
-pub(super) async fn run(up: &mut Upstream) -> Ended {
-    let url = &up.config.config.url;
-    let target = (url.host.clone(), url.port);
-    let stream = tokio::select! {
-        () = up.shutdown.cancelled() => return Ended::Shutdown,
-        Ok(()) = up.entry.changed() => {
-            return lost("the pool's url or login was reloaded while connecting".into(), true);
+/// The byte stream to a pool.
+pub(super) type PoolStream = TcpStream;
+
+/// Opens the stream to the pool at `url` within [`CONNECT_TIMEOUT`]: the
+/// one place a pool's transport is chosen.
+pub(super) async fn connect(url: &PoolUrl) -> Result<PoolStream, LinkError> {
+    match timeout(
+        CONNECT_TIMEOUT,
+        TcpStream::connect((url.host.as_str(), url.port)),
+    )
+    .await
+    {
+        Ok(Ok(stream)) => {
+            // Shares are written in batches: no delay for the last of one.
+            Ok(stream)
         }
-        result = timeout(CONNECT_TIMEOUT, TcpStream::connect(target)) => match result {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return lost(format!("connect to {url}: {e}"), false),
-            Err(_) => return lost(format!("connect to {url}: timed out"), false),
+        Ok(Err(source)) => Err(LinkError::Connect {
+            url: url.to_string(),
+            source,
+        }),
+        Err(_) => Err(LinkError::ConnectTimeout {
+            url: url.to_string(),
+        }),
+    }
+}
+
+/// Completes when the pool must stop: at shutdown, or when the grace of a
+/// pool taken out of the config is over.
+async fn stop_requested(shutdown: &CancellationToken, retire_at: Option<Instant>) {
+    match retire_at {
+        Some(at) => tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = sleep_until(at) => {}
+        },
+        None => shutdown.cancelled().await,
+    }
+}
+
+/// Runs one connection until it is lost or the pool stops.
+pub(super) async fn run(up: &mut Pool) -> Ended {
+    let url = up.entry.url.clone();
+    let stream = tokio::select! {
+        () = stop_requested(&up.shutdown, up.retire_at) => return Ended::Stopped,
+        Ok(()) = up.desired.changed() => {
+            // Start over with whatever was reloaded (or stop, if retired).
+            up.take_desired();
+            return Ended::Lost {
+                reason: LinkError::Reloaded,
+                healthy: true,
+                wait: Some(Duration::ZERO),
+            };
+        }
+        result = connect(&url) => match result {
+            Ok(stream) => stream,
+            Err(reason) => return lost(reason, false),
         },
     };
     let _ = stream.set_nodelay(true);
@@ -115,14 +164,15 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
         connected: now,
         bad_lines: 0,
         healthy: false,
+        worker_json: wire::json_string(&up.entry.user),
     };
     info!(pool = %up.name, %url, "connected to pool");
 
     let mut handshake = Vec::new();
-    if up.config.version_mask != 0 {
+    if up.version_mask != 0 {
         handshake.push((
             Pending::Configure,
-            ClientMethod::Configure(Configure::version_rolling(up.config.version_mask, 0)),
+            ClientMethod::Configure(Configure::version_rolling(up.version_mask, 0)),
         ));
     }
     handshake.push((
@@ -139,8 +189,8 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
     handshake.push((
         Pending::Authorize,
         ClientMethod::Authorize {
-            user: up.config.config.user.clone(),
-            password: Some(up.config.config.password.clone()),
+            user: up.entry.user.clone(),
+            password: Some(up.entry.password.clone()),
         },
     ));
     for (pending, method) in handshake {
@@ -151,13 +201,13 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
     }
 
     let mut tick = interval(Duration::from_secs(1));
-    let mut layouts = up.config.layouts.watch();
+    let mut layouts = up.layouts.watch();
     loop {
         tokio::select! {
             biased;
-            () = up.shutdown.cancelled() => {
+            () = stop_requested(&up.shutdown, up.retire_at) => {
                 link.drain(up);
-                return Ended::Shutdown;
+                return Ended::Stopped;
             }
             // Health first: a busy pool must not starve its own timeouts.
             _ = tick.tick() => {
@@ -181,8 +231,8 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
                         Err(reason) => return link.fail(up, reason),
                     }
                 }
-                Some(Err(e)) => return link.fail(up, format!("read: {e}")),
-                None => return link.fail(up, "pool closed the connection".into()),
+                Some(Err(e)) => return link.fail(up, LinkError::Read(e)),
+                None => return link.fail(up, LinkError::Closed),
             },
             Some(share) = up.shares.recv() => {
                 if let Err(reason) = link.forward(up, &mut framed, share).await {
@@ -190,14 +240,18 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
                 }
             }
             Ok(()) = layouts.changed() => link.republish(up, true),
-            Ok(()) = up.entry.changed() => {
-                info!(pool = %up.name, "the pool's url or credentials were reloaded: reconnecting");
-                link.drain(up);
-                return Ended::Lost {
-                    reason: "reconnecting with the reloaded url or credentials".into(),
-                    healthy: true,
-                    wait: Some(Duration::ZERO),
-                };
+            Ok(()) = up.desired.changed() => {
+                // A weight or cap is the policy's business; a retired pool
+                // keeps its connection for its grace.
+                if up.take_desired() {
+                    info!(pool = %up.name, "the pool's url or credentials were reloaded: reconnecting");
+                    link.drain(up);
+                    return Ended::Lost {
+                        reason: LinkError::Reloaded,
+                        healthy: true,
+                        wait: Some(Duration::ZERO),
+                    };
+                }
             }
         }
     }
@@ -205,8 +259,8 @@ pub(super) async fn run(up: &mut Upstream) -> Ended {
 
 /// Makes sure miners can mine a pool with `extranonce`: narrows the layout
 /// of new miners if the configured one does not fit (and says so, once).
-fn fit_layouts(up: &Upstream, extranonce: &PoolExtranonce) -> Result<(), String> {
-    match up.config.layouts.narrow_to_fit(extranonce.extranonce2_size) {
+fn fit_layouts(up: &Pool, extranonce: &PoolExtranonce) -> Result<(), LinkError> {
+    match up.layouts.narrow_to_fit(extranonce.extranonce2_size) {
         Ok(None) => Ok(()),
         Ok(Some(narrow)) => {
             warn!(
@@ -219,23 +273,20 @@ fn fit_layouts(up: &Upstream, extranonce: &PoolExtranonce) -> Result<(), String>
             );
             Ok(())
         }
-        Err(e) => Err(format!("{e}: the pool cannot be used")),
+        Err(e) => Err(LinkError::Unusable(e)),
     }
 }
 
 /// Writes one line to the pool within [`WRITE_TIMEOUT`].
-async fn write(framed: &mut PoolFramed, line: String) -> Result<(), String> {
+async fn write(framed: &mut PoolFramed, line: String) -> Result<(), LinkError> {
     match timeout(WRITE_TIMEOUT, framed.send(line)).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("write: {e}")),
-        Err(_) => Err(format!(
-            "pool stopped reading (no write in {}s)",
-            WRITE_TIMEOUT.as_secs()
-        )),
+        Ok(Err(e)) => Err(LinkError::Write(e)),
+        Err(_) => Err(LinkError::WriteStalled(WRITE_TIMEOUT.as_secs())),
     }
 }
 
-fn lost(reason: String, healthy: bool) -> Ended {
+fn lost(reason: LinkError, healthy: bool) -> Ended {
     Ended::Lost {
         reason,
         healthy,
@@ -243,7 +294,7 @@ fn lost(reason: String, healthy: bool) -> Ended {
     }
 }
 
-type PoolFramed = Framed<TcpStream, LineCodec>;
+type PoolFramed = Framed<PoolStream, LineCodec>;
 
 impl Link {
     fn request(&mut self, pending: Pending) -> u64 {
@@ -253,12 +304,12 @@ impl Link {
     }
 
     /// Ends the connection: every share waiting on it is unavailable.
-    fn fail(&mut self, up: &Upstream, reason: String) -> Ended {
+    fn fail(&mut self, up: &Pool, reason: LinkError) -> Ended {
         self.drain(up);
         lost(reason, self.healthy)
     }
 
-    fn drain(&mut self, up: &Upstream) {
+    fn drain(&mut self, up: &Pool) {
         for (_, pending) in self.pending.drain() {
             if let Pending::Submit {
                 reply, credited, ..
@@ -269,42 +320,68 @@ impl Link {
         }
     }
 
+    /// Writes `first` and every share queued behind it (block candidates
+    /// first, at most [`wire::MAX_BATCH`]), then flushes once, all within
+    /// [`WRITE_TIMEOUT`].
     async fn forward(
         &mut self,
-        up: &Upstream,
+        up: &mut Pool,
         framed: &mut PoolFramed,
-        share: Forward,
-    ) -> Result<(), String> {
+        first: Forward,
+    ) -> Result<(), LinkError> {
+        let mut next = Some(first);
+        let mut fed = 0;
+        let batch = async {
+            while let Some(share) = next.take() {
+                if let Some(line) = self.submit(up, share) {
+                    framed.feed(line).await.map_err(LinkError::Write)?;
+                }
+                fed += 1;
+                if fed < wire::MAX_BATCH {
+                    next = up.blocks.try_recv().or_else(|_| up.shares.try_recv()).ok();
+                }
+            }
+            SinkExt::<String>::flush(framed)
+                .await
+                .map_err(LinkError::Write)
+        };
+        // A share taken from the queue is in `pending` before any await, so
+        // a stalled write loses none: failing the link settles them all.
+        timeout(WRITE_TIMEOUT, batch)
+            .await
+            .unwrap_or(Err(LinkError::WriteStalled(WRITE_TIMEOUT.as_secs())))
+    }
+
+    /// Records `share` as sent and returns its line; settles it as
+    /// unavailable instead if the connection cannot take shares yet.
+    fn submit(&mut self, up: &Pool, share: Forward) -> Option<String> {
         if !self.authorized || self.extranonce.is_none() {
             up.settle_unsent(share);
-            return Ok(());
+            return None;
         }
-        let submit = Submit {
-            worker: up.config.config.user.clone(),
-            job_id: share.pool_job_id,
-            extranonce2: hex::encode(&share.extranonce2),
-            ntime: format!("{:08x}", share.ntime),
-            nonce: format!("{:08x}", share.nonce),
-            version_bits: share.version_bits.map(|bits| format!("{bits:08x}")),
-        };
         let sent = Instant::now();
-        let id = self.request(Pending::Submit {
-            reply: share.reply,
-            sent,
-            credited: share.credited,
-        });
+        self.next_id += 1;
+        let line = wire::submit_line(self.next_id, &self.worker_json, &share);
+        self.pending.insert(
+            self.next_id,
+            Pending::Submit {
+                reply: share.reply,
+                sent,
+                credited: share.credited,
+            },
+        );
         self.owed_since.get_or_insert(sent);
-        write(framed, ClientMethod::Submit(submit).to_line(Id::from(id))).await
+        Some(line)
     }
 
     /// Handles one line from the pool; `Ok(Some(_))` ends the connection
     /// without it being the pool's fault (a reconnect request).
     async fn on_line(
         &mut self,
-        up: &Upstream,
+        up: &Pool,
         framed: &mut PoolFramed,
         line: &str,
-    ) -> Result<Option<Ended>, String> {
+    ) -> Result<Option<Ended>, LinkError> {
         let incoming = match Incoming::<ServerMethod>::from_line(line) {
             Ok(incoming) => incoming,
             Err(e) => {
@@ -314,7 +391,7 @@ impl Link {
                     write(framed, response.to_line()).await?;
                 }
                 if self.bad_lines >= MAX_BAD_LINES {
-                    return Err(format!("{MAX_BAD_LINES} unreadable lines in a row"));
+                    return Err(LinkError::BadLines(MAX_BAD_LINES));
                 }
                 return Ok(None);
             }
@@ -326,7 +403,7 @@ impl Link {
         }
     }
 
-    fn on_response(&mut self, up: &Upstream, response: Response) -> Result<Option<Ended>, String> {
+    fn on_response(&mut self, up: &Pool, response: Response) -> Result<Option<Ended>, LinkError> {
         // Any answer, even a late one to a share already timed out, shows
         // the pool is still working through what it was sent.
         self.owed_since = None;
@@ -340,7 +417,7 @@ impl Link {
                 sent,
                 credited,
             } => {
-                up.metrics.observe_submit(&up.name, sent.elapsed());
+                up.observe_submit(sent.elapsed());
                 let outcome = match SubmitResult::from_response(&response) {
                     Ok(SubmitResult::Accepted) => Outcome::AcceptedByPool,
                     Ok(SubmitResult::Rejected(error)) => {
@@ -354,10 +431,10 @@ impl Link {
             }
             Pending::Subscribe => {
                 if let Some(error) = &response.error {
-                    return Err(format!("subscribe refused: {}", error.message));
+                    return Err(LinkError::SubscribeRefused(error.message.clone()));
                 }
                 let result = SubscribeResult::from_result(&response.result)
-                    .map_err(|e| format!("subscribe answer unreadable: {e}"))?;
+                    .map_err(LinkError::SubscribeUnreadable)?;
                 let extranonce = PoolExtranonce {
                     extranonce1: result.extranonce1,
                     extranonce2_size: result.extranonce2_size,
@@ -370,7 +447,7 @@ impl Link {
             Pending::Authorize => {
                 let accepted = response.error.is_none() && response.result.as_bool() != Some(false);
                 if !accepted {
-                    return Err(format!("pool refused worker {:?}", up.config.config.user));
+                    return Err(LinkError::WorkerRefused(up.entry.user.clone()));
                 }
                 self.authorized = true;
                 // Pools often send the first job before this answer.
@@ -381,9 +458,10 @@ impl Link {
                     .ok()
                     .and_then(|r| r.version_rolling)
                     .filter(|_| response.error.is_none());
-                up.state.send_modify(|state| {
+                up.publish(|state| {
                     state.version_mask = mask;
                     state.configured = true;
+                    true
                 });
             }
             Pending::ExtranonceSubscribe => {}
@@ -393,11 +471,11 @@ impl Link {
 
     async fn on_call(
         &mut self,
-        up: &Upstream,
+        up: &Pool,
         framed: &mut PoolFramed,
         id: Id,
         method: ServerMethod,
-    ) -> Result<Option<Ended>, String> {
+    ) -> Result<Option<Ended>, LinkError> {
         match method {
             ServerMethod::Notify(notify) => self.on_notify(up, &notify),
             ServerMethod::SetDifficulty(difficulty) => {
@@ -426,16 +504,13 @@ impl Link {
                 // Jobs translated for the old extranonce1 build coinbases the
                 // pool no longer expects: void them until the next job.
                 self.last_notify = None;
-                up.metrics.pool_up.with_label_values(&[&up.name]).set(0);
-                up.state.send_modify(|state| {
-                    state.epoch += 1;
-                    state.jobs.clear();
-                    state.up = false;
-                });
+                up.void_jobs(true);
             }
             ServerMethod::SetVersionMask(mask) => {
-                up.state
-                    .send_modify(|state| state.version_mask = Some(mask));
+                up.publish(|state| {
+                    state.version_mask = Some(mask);
+                    true
+                });
             }
             ServerMethod::Reconnect { wait_secs, .. } => {
                 // Pools come only from the TOML file: reconnect to the same
@@ -443,7 +518,7 @@ impl Link {
                 let wait = Duration::from_secs(wait_secs.unwrap_or(0)).min(MAX_RECONNECT_WAIT);
                 info!(pool = %up.name, ?wait, "pool asked to reconnect; reconnecting to the configured address");
                 return Ok(Some(Ended::Lost {
-                    reason: "pool asked to reconnect".into(),
+                    reason: LinkError::ReconnectAsked,
                     // Only a pool that served jobs resets the backoff: one
                     // that answers every connection with a reconnect waits.
                     healthy: self.healthy,
@@ -464,13 +539,13 @@ impl Link {
         Ok(None)
     }
 
-    fn on_notify(&mut self, up: &Upstream, notify: &hashsplit_stratum::Notify) {
+    fn on_notify(&mut self, up: &Pool, notify: &hashsplit_stratum::Notify) {
         self.last_notify = Some(notify.clone());
         if self.extranonce.is_none() {
             debug!(pool = %up.name, "job before subscribe answered; kept for then");
             return;
         }
-        let epoch = up.state.borrow().epoch + u64::from(notify.clean_jobs);
+        let epoch = up.state().epoch + u64::from(notify.clean_jobs);
         let jobs = self.translate(up, notify, epoch, &[]);
         if jobs.is_empty() {
             return;
@@ -479,9 +554,10 @@ impl Link {
         self.first_job.get_or_insert(now);
         self.last_job = Some(now);
         up.metrics.job_received(&up.name);
-        up.state.send_modify(|state| {
+        up.publish(|state| {
             state.epoch = epoch;
             state.jobs = jobs;
+            true
         });
         self.maybe_up(up);
     }
@@ -490,13 +566,13 @@ impl Link {
     /// and without clean_jobs: after a new difficulty or extranonce answer
     /// (`keep_existing = false`), or for a layout that appeared since
     /// (`keep_existing = true`, the other layouts keep their job).
-    fn republish(&mut self, up: &Upstream, keep_existing: bool) {
+    fn republish(&mut self, up: &Pool, keep_existing: bool) {
         let Some(mut notify) = self.last_notify.clone() else {
             return;
         };
         notify.clean_jobs = false;
         let (epoch, have) = {
-            let state = up.state.borrow();
+            let state = up.state();
             let have = if keep_existing {
                 state.jobs.clone()
             } else {
@@ -515,14 +591,17 @@ impl Link {
             up.metrics.job_received(&up.name);
         }
         jobs.splice(0..0, have);
-        up.state.send_modify(|state| state.jobs = jobs);
+        up.publish(|state| {
+            state.jobs = jobs;
+            true
+        });
     }
 
     /// Translates `notify` for every layout that fits this pool and is not
     /// among `have`.
     fn translate(
         &self,
-        up: &Upstream,
+        up: &Pool,
         notify: &hashsplit_stratum::Notify,
         epoch: u64,
         have: &[Arc<PoolJob>],
@@ -530,15 +609,14 @@ impl Link {
         let Some(extranonce) = &self.extranonce else {
             return Vec::new();
         };
-        up.config
-            .layouts
+        up.layouts
             .all()
             .into_iter()
             .filter(|layout| layout.padding_for(extranonce).is_some())
             .filter(|layout| !have.iter().any(|job| job.layout == *layout))
             .filter_map(|layout| {
                 PoolJob::translate(
-                    up.config.pool,
+                    up.id,
                     notify,
                     extranonce,
                     layout,

@@ -21,7 +21,9 @@ use tracing::{info, warn};
 
 use super::{DIFFICULTY_GRACE, HANDSHAKE_TIMEOUT, JOB_TIMEOUT, Link, Pending, SILENCE_TIMEOUT};
 use crate::metrics::{Outcome, PoolReject};
-use crate::upstream::{SUBMIT_TIMEOUT, Upstream};
+use crate::pool::SUBMIT_TIMEOUT;
+use crate::pool::backend::LinkError;
+use crate::pool::owner::Pool;
 
 /// How many of the latest answers are looked at.
 const ANSWERS: usize = 64;
@@ -96,7 +98,7 @@ impl Refusals {
 impl Link {
     /// Takes in the pool's answer to a share; quarantines a pool that
     /// refuses most of them.
-    pub(super) fn judge_answer(&mut self, up: &Upstream, outcome: Outcome) {
+    pub(super) fn judge_answer(&mut self, up: &Pool, outcome: Outcome) {
         let started = up.refusals().record(outcome, Instant::now());
         let Some(length) = started else {
             return;
@@ -106,23 +108,13 @@ impl Link {
             seconds = length.as_secs(),
             "the pool refuses nearly every share: it gets no miners for a while"
         );
-        up.metrics.pool_up.with_label_values(&[&up.name]).set(0);
-        up.state
-            .send_if_modified(|state| std::mem::replace(&mut state.up, false));
+        up.set_up(false);
     }
 
     /// Marks the pool up once it is authorized, has a job, and said its
     /// difficulty (or had [`DIFFICULTY_GRACE`] to say it).
-    pub(super) fn maybe_up(&mut self, up: &Upstream) {
-        if up.retiring.load(std::sync::atomic::Ordering::Acquire) {
-            // Taken out of the config: no new miners, while the shares on
-            // their way are still forwarded.
-            up.metrics.pool_up.with_label_values(&[&up.name]).set(0);
-            up.state
-                .send_if_modified(|state| std::mem::replace(&mut state.up, false));
-            return;
-        }
-        let has_job = !up.state.borrow().jobs.is_empty();
+    pub(super) fn maybe_up(&mut self, up: &Pool) {
+        let has_job = !up.state().jobs.is_empty();
         let difficulty_settled = self.difficulty_known
             || self
                 .first_job
@@ -136,15 +128,13 @@ impl Link {
     }
 
     /// Marks the pool up: authorized, with a job.
-    fn set_up(&mut self, up: &Upstream) {
+    fn set_up(&mut self, up: &Pool) {
         self.healthy = true;
-        up.metrics.pool_up.with_label_values(&[&up.name]).set(1);
-        up.state
-            .send_if_modified(|state| !std::mem::replace(&mut state.up, true));
+        up.set_up(true);
     }
 
     /// Times out unanswered shares and notices a pool that went quiet.
-    pub(super) fn check_health(&mut self, up: &Upstream) -> Result<(), String> {
+    pub(super) fn check_health(&mut self, up: &Pool) -> Result<(), LinkError> {
         let now = Instant::now();
         let expired: Vec<u64> = self
             .pending
@@ -171,19 +161,16 @@ impl Link {
             .owed_since
             .is_some_and(|since| now.duration_since(since) >= SILENCE_TIMEOUT)
         {
-            return Err(format!(
-                "pool stopped answering (no answer for {}s since a share was sent)",
-                SILENCE_TIMEOUT.as_secs()
-            ));
+            return Err(LinkError::Silent(SILENCE_TIMEOUT.as_secs()));
         }
         // A pool that never sets a difficulty is served at Stratum's default.
         self.maybe_up(up);
         match self.last_job {
             None if now.duration_since(self.connected) >= HANDSHAKE_TIMEOUT => {
-                Err("no authorized job within the handshake time".into())
+                Err(LinkError::NoFirstJob)
             }
             Some(at) if now.duration_since(at) >= JOB_TIMEOUT => {
-                Err(format!("no new job for {}s", JOB_TIMEOUT.as_secs()))
+                Err(LinkError::NoNewJob(JOB_TIMEOUT.as_secs()))
             }
             _ => Ok(()),
         }
