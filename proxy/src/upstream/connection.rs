@@ -14,7 +14,6 @@ use hashsplit_stratum::{
     ClientMethod, Configure, ConfigureResult, Difficulty, Id, Incoming, LineCodec, Method,
     Response, ServerMethod, Submit, SubmitResult, SubscribeResult,
 };
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, interval, timeout};
 use tokio_util::codec::Framed;
@@ -27,8 +26,9 @@ pub(super) use health::Refusals;
 use super::{Ended, Forward, Upstream};
 use crate::jobs::{PoolExtranonce, PoolJob};
 use crate::metrics::{Outcome, PoolReject};
+use crate::transport::{self, Stream};
 
-/// Time allowed to open the TCP connection.
+/// Time allowed to open the connection (with its TLS handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed from connect to an authorized connection with a job.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -86,19 +86,17 @@ struct Link {
 /// Runs one connection until it is lost or the proxy shuts down.
 pub(super) async fn run(up: &mut Upstream) -> Ended {
     let url = &up.config.config.url;
-    let target = (url.host.clone(), url.port);
     let stream = tokio::select! {
         () = up.shutdown.cancelled() => return Ended::Shutdown,
         Ok(()) = up.entry.changed() => {
             return lost("the pool's url or login was reloaded while connecting".into(), true);
         }
-        result = timeout(CONNECT_TIMEOUT, TcpStream::connect(target)) => match result {
+        result = timeout(CONNECT_TIMEOUT, transport::connect(url, &up.config.config.tls)) => match result {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return lost(format!("connect to {url}: {e}"), false),
+            Ok(Err(e)) => return lost(e.to_string(), false),
             Err(_) => return lost(format!("connect to {url}: timed out"), false),
         },
     };
-    let _ = stream.set_nodelay(true);
     let mut framed = Framed::new(stream, LineCodec::new(LineCodec::UPSTREAM_MAX_LENGTH));
     let now = Instant::now();
     let mut link = Link {
@@ -243,7 +241,7 @@ fn lost(reason: String, healthy: bool) -> Ended {
     }
 }
 
-type PoolFramed = Framed<TcpStream, LineCodec>;
+type PoolFramed = Framed<Stream, LineCodec>;
 
 impl Link {
     fn request(&mut self, pending: Pending) -> u64 {
