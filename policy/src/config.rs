@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -80,21 +81,58 @@ impl Default for PolicyConfig {
 /// The default cap: no pool gets a majority of the proxy's hashrate.
 const DEFAULT_MAX_SHARE: f64 = 0.5;
 
-/// A pool's address from `stratum+tcp://host:port`.
+/// How the proxy talks to a pool: the scheme of its URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scheme {
+    /// `stratum+tcp://`: plain TCP.
+    #[default]
+    Tcp,
+    /// `stratum+ssl://`: TLS (the name most pools advertise).
+    Ssl,
+    /// `stratum+tls://`: TLS, the same as `stratum+ssl://`.
+    Tls,
+}
+
+impl Scheme {
+    /// Returns whether the connection is wrapped in TLS.
+    pub fn is_tls(self) -> bool {
+        self != Scheme::Tcp
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Scheme::Tcp => "stratum+tcp://",
+            Scheme::Ssl => "stratum+ssl://",
+            Scheme::Tls => "stratum+tls://",
+        }
+    }
+}
+
+/// A pool's address from `stratum+tcp://host:port` (or `stratum+ssl://`,
+/// `stratum+tls://` for TLS).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolUrl {
-    /// Host name or IP address (IPv6 without brackets).
+    /// Plain TCP or TLS.
+    pub scheme: Scheme,
+    /// Host name or IP address (IPv6 without brackets); also the name a
+    /// TLS pool's certificate must be valid for.
     pub host: String,
     /// TCP port.
     pub port: u16,
 }
 
 impl PoolUrl {
-    /// Returns the address of a `stratum+tcp://host:port` URL.
+    /// Returns the address of a `stratum+tcp://`, `stratum+ssl://` or
+    /// `stratum+tls://` `host:port` URL.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix("stratum+tcp://")
-            .ok_or_else(|| format!("url {url:?} must start with stratum+tcp://"))?;
+        let (scheme, rest) = [Scheme::Tcp, Scheme::Ssl, Scheme::Tls]
+            .into_iter()
+            .find_map(|scheme| Some((scheme, url.strip_prefix(scheme.prefix())?)))
+            .ok_or_else(|| {
+                format!(
+                    "url {url:?} must start with stratum+tcp://, stratum+ssl:// or stratum+tls://"
+                )
+            })?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
             let (host, after) = bracketed
@@ -113,6 +151,7 @@ impl PoolUrl {
         }
         match port.parse::<u16>() {
             Ok(port) if port > 0 => Ok(PoolUrl {
+                scheme,
                 host: host.to_owned(),
                 port,
             }),
@@ -123,12 +162,26 @@ impl PoolUrl {
 
 impl fmt::Display for PoolUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prefix = self.scheme.prefix();
         if self.host.contains(':') {
-            write!(f, "stratum+tcp://[{}]:{}", self.host, self.port)
+            write!(f, "{prefix}[{}]:{}", self.host, self.port)
         } else {
-            write!(f, "stratum+tcp://{}:{}", self.host, self.port)
+            write!(f, "{prefix}{}:{}", self.host, self.port)
         }
     }
+}
+
+/// How a TLS pool's certificate is checked. Both fields stay at their
+/// defaults for a `stratum+tcp://` pool (validation refuses them there).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PoolTls {
+    /// A PEM file of the CA certificates trusted for this pool, instead of
+    /// the built-in public roots (for a pool with a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// Whether the pool's certificate goes unchecked (`tls_insecure`):
+    /// the traffic is encrypted but anyone on the path can impersonate
+    /// the pool.
+    pub insecure: bool,
 }
 
 /// One validated `[[pool]]` entry.
@@ -138,6 +191,8 @@ pub struct PoolConfig {
     pub name: String,
     /// Where the pool listens.
     pub url: PoolUrl,
+    /// How its certificate is checked, for a TLS url.
+    pub tls: PoolTls,
     /// Worker name the proxy authorizes with.
     pub user: String,
     /// Password the proxy authorizes with.
@@ -233,6 +288,8 @@ struct RawPool {
     weight: Option<Spanned<f64>>,
     max_share: Option<Spanned<f64>>,
     network_share: Option<Spanned<f64>>,
+    ca_file: Option<Spanned<String>>,
+    tls_insecure: Option<Spanned<bool>>,
 }
 
 fn default_password() -> String {
@@ -362,10 +419,12 @@ fn validate_pool(diag: &mut Diagnostics<'_>, path: &str, raw: RawPool) -> PoolCo
     let url = PoolUrl::parse(raw.url.get_ref()).unwrap_or_else(|message| {
         diag.error(format!("{path}.url"), Some(raw.url.span()), message);
         PoolUrl {
+            scheme: Scheme::Tcp,
             host: String::new(),
             port: 0,
         }
     });
+    let tls = validate_tls(diag, path, &url, raw.ca_file, raw.tls_insecure);
     let weight = match raw.weight {
         Some(w) if !(w.get_ref().is_finite() && *w.get_ref() > 0.0) => {
             diag.error(
@@ -395,11 +454,71 @@ fn validate_pool(diag: &mut Diagnostics<'_>, path: &str, raw: RawPool) -> PoolCo
     PoolConfig {
         name: raw.name.into_inner(),
         url,
+        tls,
         user: raw.user.into_inner(),
         password: raw.password,
         weight,
         max_share,
         network_share,
+    }
+}
+
+/// Reads `ca_file` and `tls_insecure`, which only a TLS url can have and
+/// which contradict each other; turning verification off is allowed but
+/// warned about, since it leaves the pool open to impersonation.
+fn validate_tls(
+    diag: &mut Diagnostics<'_>,
+    path: &str,
+    url: &PoolUrl,
+    ca_file: Option<Spanned<String>>,
+    insecure: Option<Spanned<bool>>,
+) -> PoolTls {
+    let insecure = insecure.filter(|flag| *flag.get_ref());
+    if !url.scheme.is_tls() {
+        for (key, span) in [
+            ("ca_file", ca_file.as_ref().map(Spanned::span)),
+            ("tls_insecure", insecure.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                diag.error(
+                    format!("{path}.{key}"),
+                    Some(span),
+                    format!(
+                        "{key} applies only to a TLS pool: its url must start with \
+                         stratum+ssl:// or stratum+tls://"
+                    ),
+                );
+            }
+        }
+        return PoolTls::default();
+    }
+    if let Some(file) = &ca_file {
+        if file.get_ref().trim().is_empty() {
+            diag.error(
+                format!("{path}.ca_file"),
+                Some(file.span()),
+                "ca_file must name a PEM file",
+            );
+        }
+        if let Some(flag) = &insecure {
+            diag.error(
+                format!("{path}.tls_insecure"),
+                Some(flag.span()),
+                "tls_insecure = true turns off the check that ca_file is for: set one or the other",
+            );
+        }
+    }
+    if let Some(flag) = &insecure {
+        diag.warning(
+            format!("{path}.tls_insecure"),
+            Some(flag.span()),
+            "TLS CERTIFICATE VERIFICATION IS OFF for this pool: anyone on the network path can \
+             impersonate it and read or change its traffic; trust a private CA with ca_file instead",
+        );
+    }
+    PoolTls {
+        ca_file: ca_file.map(|file| PathBuf::from(file.into_inner())),
+        insecure: insecure.is_some(),
     }
 }
 

@@ -8,7 +8,8 @@
 //! reconnecting; [`vardiff`] and [`extranonce`] are per-miner state;
 //! [`metrics`] counts every share; [`config`] is the TOML file;
 //! [`simulate`] prints `hashsplit simulate`'s report; [`reload`] checks a
-//! config file reloaded on SIGHUP.
+//! config file reloaded on SIGHUP; [`transport`] opens a pool's
+//! connection, plain TCP or TLS.
 //!
 //! [`Proxy::start`] takes an already-bound listener, so tests bind
 //! `127.0.0.1:0` and pass it in; [`run`] serves until a shutdown future.
@@ -28,6 +29,7 @@ pub mod proxy_protocol;
 pub mod reload;
 pub mod session;
 pub mod simulate;
+pub mod transport;
 pub mod vardiff;
 
 mod accept;

@@ -81,10 +81,13 @@ fn main() -> anyhow::Result<ExitCode> {
                 .context("starting the async runtime")?
                 .block_on(serve(config, path))?;
         }
-        Command::Check { config } => {
-            let Some(config) = load(&config)? else {
+        Command::Check { config: path } => {
+            let Some(config) = load(&path)? else {
                 return Ok(ExitCode::FAILURE);
             };
+            if !ca_files_usable(&path, &config) {
+                return Ok(ExitCode::FAILURE);
+            }
             print!("{}", check_summary(&config));
         }
         Command::Simulate {
@@ -231,6 +234,22 @@ fn load(path: &Path) -> anyhow::Result<Option<Config>> {
             Ok(None)
         }
     }
+}
+
+/// Reads every pool's `ca_file` as a connection would, printing each one
+/// that cannot be used; returns whether all can.
+fn ca_files_usable(path: &Path, config: &Config) -> bool {
+    let mut usable = true;
+    for (index, pool) in config.policy.pools.iter().enumerate() {
+        let Some(ca_file) = &pool.tls.ca_file else {
+            continue;
+        };
+        if let Err(error) = hashsplit::transport::check_ca_file(ca_file) {
+            eprintln!("{}: pool[{index}].ca_file: {error}", path.display());
+            usable = false;
+        }
+    }
+    usable
 }
 
 /// Returns `file:line:column: path: message`, the shape editors jump to.

@@ -4,15 +4,16 @@
 //! `weight`, `max_share` and `network_share`, and the pool list itself. The
 //! engine keeps its miners, their estimates and the work in the window, so
 //! nobody reconnects and the new caps hold from the next plan. A pool whose
-//! `url`, `user` or `password` changed is reconnected with them; a new pool
-//! is connected and given miners once it is up; a pool gone from the file
-//! is disconnected, its miners move at the next plan and its series leave
-//! `/metrics`. Pools are matched by name, so reordering changes nothing and
-//! renaming is a removal and an addition. The engine's pool ids never
-//! change: a removed pool keeps its id (down for good, or until a pool of
-//! that name comes back) and a new one gets the next. `[server]`,
-//! `[downstream]` and `[metrics]` take effect at the next start; a reload
-//! that changes them applies the rest and says what waits.
+//! `url`, `user`, `password`, `ca_file` or `tls_insecure` changed is
+//! reconnected with them; a new pool is connected and given miners once it
+//! is up; a pool gone from the file is disconnected, its miners move at
+//! the next plan and its series leave `/metrics`. Pools are matched by
+//! name, so reordering changes nothing and renaming is a removal and an
+//! addition. The engine's pool ids never change: a removed pool keeps its
+//! id (down for good, or until a pool of that name comes back) and a new
+//! one gets the next. `[server]`, `[downstream]` and `[metrics]` take
+//! effect at the next start; a reload that changes them applies the rest
+//! and says what waits.
 
 use hashsplit_policy::{Policy, PolicyConfig, PoolConfig, PoolId};
 
@@ -50,7 +51,7 @@ pub struct Reloaded {
     /// Sections whose changes take effect at the next start.
     pub restart_needed: Vec<&'static str>,
     /// Pools whose entry changed (their handles are reconfigured; a new
-    /// url, user or password reconnects).
+    /// url, user, password or TLS setting reconnects).
     pub reconfigure: Vec<PoolId>,
     /// Pools to start: new ones (the next ids), or ones back in the file.
     pub added: Vec<PoolId>,
@@ -147,6 +148,16 @@ fn connection_changes(old: &PoolConfig, new: &PoolConfig) -> Vec<String> {
     if old.password != new.password {
         changes.push(format!("{name}.password: changed"));
     }
+    changes.extend(change(
+        &format!("{name}.ca_file"),
+        &old.tls.ca_file,
+        &new.tls.ca_file,
+    ));
+    changes.extend(change(
+        &format!("{name}.tls_insecure"),
+        &old.tls.insecure,
+        &new.tls.insecure,
+    ));
     changes
 }
 
@@ -287,6 +298,23 @@ mod tests {
         );
         assert!(!format!("{:?}", reloaded.changes).contains("secret"));
         assert_eq!(reloaded.pools[1].entry.password, "secret");
+    }
+
+    #[test]
+    fn a_new_ca_file_or_tls_insecure_reconnects() {
+        let old = config("", &[("a", ""), ("b", "")]);
+        let mut moved = old.clone();
+        moved.policy.pools[0].tls.ca_file = Some("/etc/hashsplit/a-ca.pem".into());
+        moved.policy.pools[1].tls.insecure = true;
+        let reloaded = reload(&old, &moved);
+        assert_eq!(reloaded.reconfigure, vec![PoolId(0), PoolId(1)]);
+        assert_eq!(
+            reloaded.changes,
+            vec![
+                "a.ca_file: None -> Some(\"/etc/hashsplit/a-ca.pem\")",
+                "b.tls_insecure: false -> true"
+            ]
+        );
     }
 
     #[test]

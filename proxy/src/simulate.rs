@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use hashsplit_policy::{Engine, Instant, Observation, PoolId, SimReport};
 
 use crate::config::Config;
+use crate::transport;
 
 /// Returns the report as one JSON object: `pools` (name, cap, target,
 /// share, max_window_share, switches, fallback), `miners`, `switches`,
@@ -49,7 +50,8 @@ pub fn to_table(report: &SimReport) -> String {
 }
 
 /// Returns the summary `hashsplit check` prints for a valid config: each
-/// pool with its cap and the target it would get with every pool up.
+/// pool with its cap, the target it would get with every pool up and, for
+/// a TLS pool, how its certificate is checked.
 pub fn check_summary(config: &Config) -> String {
     let policy = &config.policy;
     let mut engine = Engine::new(policy.clone());
@@ -80,11 +82,13 @@ pub fn check_summary(config: &Config) -> String {
     );
     let _ = writeln!(out, "{:<16}  {:>6}  {:>7}  url", "pool", "cap", "target");
     for (row, pool) in plan.pools.iter().zip(&policy.pools) {
-        let note = if row.avoided {
-            "  (avoided: network share)"
-        } else {
-            ""
-        };
+        let mut note = String::new();
+        if let Some(trust) = transport::describe_trust(&pool.url, &pool.tls) {
+            let _ = write!(note, "  ({trust})");
+        }
+        if row.avoided {
+            note.push_str("  (avoided: network share)");
+        }
         let _ = writeln!(
             out,
             "{:<16}  {:>6.3}  {:>7.4}  {}{note}",
@@ -103,6 +107,14 @@ pub fn check_summary(config: &Config) -> String {
                 Some(name) => format!(", taken by the fallback pool {name}"),
                 None => String::new(),
             }
+        );
+    }
+    for pool in policy.pools.iter().filter(|pool| pool.tls.insecure) {
+        let _ = writeln!(
+            out,
+            "\nWARNING: pool {} is reached over TLS WITHOUT CERTIFICATE VERIFICATION \
+             (tls_insecure = true): anyone on the network path can impersonate it",
+            pool.name
         );
     }
     out

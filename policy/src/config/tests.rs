@@ -196,18 +196,113 @@ fn pool_urls_need_the_scheme_a_host_and_a_port() {
     assert_eq!(
         PoolUrl::parse("stratum+tcp://mine.ocean.xyz:3334"),
         Ok(PoolUrl {
+            scheme: Scheme::Tcp,
             host: "mine.ocean.xyz".into(),
             port: 3334
         })
     );
+    for (text, scheme) in [
+        ("stratum+ssl://pool.example:443", Scheme::Ssl),
+        ("stratum+tls://[::1]:4443", Scheme::Tls),
+    ] {
+        let url = PoolUrl::parse(text).expect("a TLS url parses");
+        assert_eq!(url.scheme, scheme);
+        assert!(url.scheme.is_tls());
+        assert_eq!(url.to_string(), text, "it prints as written");
+    }
+    assert!(!Scheme::Tcp.is_tls());
     for bad in [
         "mine.ocean.xyz:3334",
         "stratum+tcp://mine.ocean.xyz",
         "stratum+tcp://:3334",
         "stratum+tcp://host:99999",
-        "stratum+ssl://host:3334",
+        "stratum+ssl://host",
+        "stratum+https://host:3334",
         "stratum+tcp://[::1:3334",
     ] {
         assert!(PoolUrl::parse(bad).is_err(), "{bad} parsed");
     }
+}
+
+fn one_pool(url: &str, extra: &str) -> String {
+    format!(
+        "[policy]\nmax_share = 1\n\n[[pool]]\nname = \"a\"\nurl = \"{url}\"\nuser = \"me\"\n{extra}"
+    )
+}
+
+#[test]
+fn a_tls_pool_takes_a_ca_file() {
+    let (policy, warnings) = Policy::from_toml_str(&one_pool(
+        "stratum+ssl://a.example:4443",
+        "ca_file = \"/etc/hashsplit/a-ca.pem\"\n",
+    ))
+    .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let pool = &policy.pools[0];
+    assert!(pool.url.scheme.is_tls());
+    assert_eq!(
+        pool.tls.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/hashsplit/a-ca.pem"))
+    );
+    assert!(!pool.tls.insecure);
+}
+
+#[test]
+fn tls_insecure_loads_with_a_loud_warning() {
+    let (policy, warnings) = Policy::from_toml_str(&one_pool(
+        "stratum+tls://a.example:4443",
+        "tls_insecure = true\n",
+    ))
+    .unwrap();
+    assert!(policy.pools[0].tls.insecure);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].path, "pool[0].tls_insecure");
+    assert_eq!(warnings[0].location, Some((8, 16)));
+    assert!(
+        warnings[0]
+            .message
+            .contains("TLS CERTIFICATE VERIFICATION IS OFF"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn tls_options_on_a_plain_pool_or_together_are_errors() {
+    let error = Policy::from_toml_str(&one_pool(
+        "stratum+tcp://a.example:3333",
+        "ca_file = \"ca.pem\"\ntls_insecure = true\n",
+    ))
+    .unwrap_err();
+    let paths: Vec<&str> = error.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["pool[0].ca_file", "pool[0].tls_insecure"]);
+    assert!(
+        error.errors[0].message.contains("stratum+ssl://"),
+        "{error}"
+    );
+
+    let error = Policy::from_toml_str(&one_pool(
+        "stratum+ssl://a.example:3333",
+        "ca_file = \"ca.pem\"\ntls_insecure = true\n",
+    ))
+    .unwrap_err();
+    let paths: Vec<&str> = error.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["pool[0].tls_insecure"]);
+
+    let error = Policy::from_toml_str(&one_pool(
+        "stratum+ssl://a.example:3333",
+        "ca_file = \" \"\n",
+    ))
+    .unwrap_err();
+    assert_eq!(error.errors[0].path, "pool[0].ca_file");
+}
+
+#[test]
+fn tls_insecure_false_is_the_default_and_allowed_anywhere() {
+    let (policy, warnings) = Policy::from_toml_str(&one_pool(
+        "stratum+tcp://a.example:3333",
+        "tls_insecure = false\n",
+    ))
+    .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(!policy.pools[0].tls.insecure);
 }

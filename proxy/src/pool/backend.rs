@@ -34,8 +34,8 @@ pub(super) enum Ended {
 /// Why a connection to a pool ended.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum LinkError {
-    #[error("connect to {url}: {source}")]
-    Connect { url: String, source: std::io::Error },
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
     #[error("connect to {url}: timed out")]
     ConnectTimeout { url: String },
     #[error("reconnecting with the reloaded url or credentials")]

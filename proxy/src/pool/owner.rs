@@ -302,9 +302,10 @@ impl Pool {
     }
 }
 
-/// Returns whether `a` and `b` reach the pool differently (url or login).
+/// Returns whether `a` and `b` reach the pool differently (url, login or
+/// TLS settings).
 fn connection_differs(a: &PoolConfig, b: &PoolConfig) -> bool {
-    a.url != b.url || a.user != b.user || a.password != b.password
+    a.url != b.url || a.user != b.user || a.password != b.password || a.tls != b.tls
 }
 
 /// Returns the delay before attempt `failures + 1`: exponential from 1 s,

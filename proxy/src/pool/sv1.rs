@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use hashsplit_policy::PoolUrl;
+use hashsplit_policy::{PoolTls, PoolUrl};
 use hashsplit_stratum::{
     ClientMethod, Configure, ConfigureResult, Difficulty, Id, Incoming, LineCodec, Method,
     Response, ServerMethod, SubmitResult, SubscribeResult,
 };
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, interval, sleep_until, timeout};
 use tokio_util::codec::Framed;
@@ -32,8 +31,9 @@ use super::backend::{Ended, LinkError};
 use super::owner::Pool;
 use crate::jobs::{PoolExtranonce, PoolJob};
 use crate::metrics::{Outcome, PoolReject};
+use crate::transport::{self, Stream};
 
-/// Time allowed to open the TCP connection.
+/// Time allowed to open the connection (with its TLS handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed from connect to an authorized connection with a job.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,26 +90,16 @@ struct Link {
     worker_json: String,
 }
 
-/// The byte stream to a pool.
-pub(super) type PoolStream = TcpStream;
+/// The byte stream to a pool: TCP, or TLS over it.
+pub(super) type PoolStream = Stream;
 
-/// Opens the stream to the pool at `url` within [`CONNECT_TIMEOUT`]: the
-/// one place a pool's transport is chosen.
-pub(super) async fn connect(url: &PoolUrl) -> Result<PoolStream, LinkError> {
-    match timeout(
-        CONNECT_TIMEOUT,
-        TcpStream::connect((url.host.as_str(), url.port)),
-    )
-    .await
-    {
-        Ok(Ok(stream)) => {
-            // Shares are written in batches: no delay for the last of one.
-            Ok(stream)
-        }
-        Ok(Err(source)) => Err(LinkError::Connect {
-            url: url.to_string(),
-            source,
-        }),
+/// Opens the stream to the pool at `url` (with its TLS handshake, for a
+/// `stratum+ssl://` pool) within [`CONNECT_TIMEOUT`]: the one place a
+/// pool's transport is chosen.
+pub(super) async fn connect(url: &PoolUrl, tls: &PoolTls) -> Result<PoolStream, LinkError> {
+    match timeout(CONNECT_TIMEOUT, transport::connect(url, tls)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(error)) => Err(LinkError::Transport(error)),
         Err(_) => Err(LinkError::ConnectTimeout {
             url: url.to_string(),
         }),
@@ -131,6 +121,7 @@ async fn stop_requested(shutdown: &CancellationToken, retire_at: Option<Instant>
 /// Runs one connection until it is lost or the pool stops.
 pub(super) async fn run(up: &mut Pool) -> Ended {
     let url = up.entry.url.clone();
+    let tls = up.entry.tls.clone();
     let stream = tokio::select! {
         () = stop_requested(&up.shutdown, up.retire_at) => return Ended::Stopped,
         Ok(()) = up.desired.changed() => {
@@ -142,12 +133,11 @@ pub(super) async fn run(up: &mut Pool) -> Ended {
                 wait: Some(Duration::ZERO),
             };
         }
-        result = connect(&url) => match result {
+        result = connect(&url, &tls) => match result {
             Ok(stream) => stream,
             Err(reason) => return lost(reason, false),
         },
     };
-    let _ = stream.set_nodelay(true);
     let mut framed = Framed::new(stream, LineCodec::new(LineCodec::UPSTREAM_MAX_LENGTH));
     let now = Instant::now();
     let mut link = Link {
