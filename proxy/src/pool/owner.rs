@@ -88,17 +88,47 @@ impl Pool {
 
     /// Runs the pool until shutdown, or until it is retired and its grace
     /// is over; first waits for `predecessor` (the pool's previous owner).
+    /// Whatever is queued when it stops is settled as unavailable.
     pub(super) async fn run(mut self, predecessor: Option<CancellationToken>) {
-        if let Some(before) = predecessor {
-            tokio::select! {
-                () = self.shutdown.cancelled() => return,
-                () = before.cancelled() => {}
-            }
+        let ready = match predecessor {
+            Some(before) => tokio::select! {
+                () = self.shutdown.cancelled() => false,
+                () = before.cancelled() => true,
+            },
+            None => true,
+        };
+        if ready {
+            // Its series exist from the start (again, for a pool back in
+            // the config whose series went with its previous owner).
+            self.metrics.add_pool(&self.name);
+            self.series = Some(self.metrics.pool_series(&self.name));
+            self.serve().await;
         }
-        // Its series exist from the start (again, for a pool back in the
-        // config whose series went with its previous owner).
-        self.metrics.add_pool(&self.name);
-        self.series = Some(self.metrics.pool_series(&self.name));
+        self.connection_lost();
+        let retired = self.retire_at.is_some();
+        if retired {
+            // Gone from the config: no job to route to, and no say in the
+            // version mask miners are granted.
+            self.publish(|state| {
+                state.jobs.clear();
+                state.configured = false;
+                true
+            });
+        }
+        // Whatever is still queued cannot reach the pool any more.
+        self.shares.close();
+        self.blocks.close();
+        while let Ok(share) = self.blocks.try_recv().or_else(|_| self.shares.try_recv()) {
+            self.settle_unsent(share);
+        }
+        if retired {
+            self.metrics.remove_pool(&self.name);
+        }
+        info!(pool = %self.name, "upstream stopped");
+    }
+
+    /// Connects, and reconnects after each loss, until the pool stops.
+    async fn serve(&mut self) {
         let mut failures = 0u32;
         loop {
             self.take_desired();
@@ -111,7 +141,7 @@ impl Pool {
             if self.retire_at.is_some_and(|at| Instant::now() >= at) {
                 break;
             }
-            match backend::run(&mut self).await {
+            match backend::run(self).await {
                 Ended::Stopped => break,
                 Ended::Lost {
                     reason,
@@ -139,27 +169,6 @@ impl Pool {
                 }
             }
         }
-        self.connection_lost();
-        let retired = self.retire_at.is_some();
-        if retired {
-            // Gone from the config: no job to route to, and no say in the
-            // version mask miners are granted.
-            self.publish(|state| {
-                state.jobs.clear();
-                state.configured = false;
-                true
-            });
-        }
-        // Whatever is still queued cannot reach the pool any more.
-        self.shares.close();
-        self.blocks.close();
-        while let Ok(share) = self.blocks.try_recv().or_else(|_| self.shares.try_recv()) {
-            self.settle_unsent(share);
-        }
-        if retired {
-            self.metrics.remove_pool(&self.name);
-        }
-        info!(pool = %self.name, "upstream stopped");
     }
 
     fn latest_entry(&self) -> PoolConfig {

@@ -12,9 +12,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use hashsplit_policy::{Observation, PoolId, Work};
 use hashsplit_stratum::{
-    Id, ParseError, Reject, ShareContext, StratumError, Submission, Submit, share::hash_to_hex,
+    Id, ParseError, Reject, Response, ShareContext, StratumError, Submission, Submit,
+    share::hash_to_hex,
 };
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -23,6 +25,9 @@ use tracing::warn;
 use super::{Ended, Session};
 use crate::metrics::{NO_POOL, Outcome, PoolReject};
 use crate::pool::{Forward, Unqueued};
+
+/// Answers to a miner written between two flushes at most.
+const MAX_ANSWER_BATCH: usize = 256;
 
 /// A forwarded share waiting for its pool's answer.
 pub(super) struct PoolAnswer {
@@ -277,15 +282,33 @@ impl Session {
         }
     }
 
-    /// Tells the miner what the pool said about a forwarded share.
-    pub(super) async fn on_pool_answer(
-        &mut self,
-        (id, outcome): (Id, Outcome),
-    ) -> Result<(), Ended> {
-        if outcome == Outcome::AcceptedByPool {
-            self.reply(id, true.into()).await
-        } else {
-            self.reply_error(id, outcome_error(outcome)).await
+    /// Tells the miner what the pool said about a forwarded share, and
+    /// about every other one already answered (at most
+    /// [`MAX_ANSWER_BATCH`]), with one flush: under load, one write per
+    /// batch of answers rather than one per share.
+    pub(super) async fn on_pool_answer(&mut self, first: (Id, Outcome)) -> Result<(), Ended> {
+        let batch = async {
+            let mut next = Some(first);
+            let mut answered = 0;
+            while let Some((id, outcome)) = next.take() {
+                if !id.is_null() {
+                    let line = if outcome == Outcome::AcceptedByPool {
+                        Response::ok(id, serde_json::Value::Bool(true)).to_line()
+                    } else {
+                        Response::error(id, outcome_error(outcome)).to_line()
+                    };
+                    self.framed.feed(line).await?;
+                }
+                answered += 1;
+                if answered < MAX_ANSWER_BATCH {
+                    next = self.pending.next().now_or_never().flatten();
+                }
+            }
+            SinkExt::<String>::flush(&mut self.framed).await
+        };
+        match tokio::time::timeout(super::WRITE_TIMEOUT, batch).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(Ended::IoError),
         }
     }
 }
