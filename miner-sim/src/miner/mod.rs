@@ -10,7 +10,7 @@ mod hasher;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -113,6 +113,10 @@ pub struct SimMinerConfig {
     /// The longest wait before reconnecting (backoff, or the wait a
     /// `client.reconnect` asks for).
     pub max_reconnect_wait: Duration,
+    /// The local address to connect from (a loopback address such as
+    /// 127.0.0.7), so tests can stand for miners at several addresses;
+    /// `None` lets the system choose.
+    pub source: Option<IpAddr>,
 }
 
 impl SimMinerConfig {
@@ -128,6 +132,7 @@ impl SimMinerConfig {
             rolls_outside_mask: false,
             reconnect_backoff: Duration::from_millis(100),
             max_reconnect_wait: Duration::from_secs(5),
+            source: None,
         }
     }
 }
