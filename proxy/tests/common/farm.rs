@@ -12,15 +12,17 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use hashsplit_stratum::Difficulty;
-use miner_sim::{PoolStats, Profile, SimMiner, SimMinerConfig, SimPool, SimPoolConfig};
+use miner_sim::{MinerStats, PoolStats, Profile, SimMiner, SimMinerConfig, SimPool, SimPoolConfig};
 
 /// The pools of the example, in its order, and their caps.
 pub const POOLS: [(&str, f64); 3] = [("big-pool", 0.4), ("mid-pool", 0.5), ("small-pool", 0.5)];
 /// The example's targets with every pool up (weights 3:1:1, big-pool
 /// capped at 0.4).
 pub const TARGETS: [f64; 3] = [0.4, 0.3, 0.3];
-/// The pools' share difficulty, also the miners' lowest.
-const POOL_DIFFICULTY: f64 = 1e-5;
+/// The pools' share difficulty, also the miners' lowest: a power of two
+/// (2^-17), as vardiff's difficulties are, so the miners mine at exactly
+/// the pools' difficulty and every share they find is forwarded.
+const POOL_DIFFICULTY: f64 = 1.0 / 131_072.0;
 /// How long a test waits for anything a farm does.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -313,6 +315,15 @@ impl Farm {
         self.pools.iter().map(SimPool::stats).collect()
     }
 
+    /// Checks that the pools refused no share but stale ones (a share
+    /// forwarded as its pool announced a new block).
+    pub fn assert_pools_refused_only_stale(&self) {
+        for ((name, _), pool) in POOLS.iter().zip(self.pool_stats()) {
+            let stale = pool.totals.rejected_for("stale");
+            assert_eq!(pool.totals.rejected, stale, "{name}: {:?}", pool.totals);
+        }
+    }
+
     /// Returns the difficulty each pool accepted, from every instance.
     pub fn delivered(&self) -> Vec<f64> {
         self.pools
@@ -474,6 +485,17 @@ pub fn sum(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                 .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Returns a miner's stale shares: refused by the proxy (`stale job`) or
+/// by the pool (`stale (pool)`).
+pub fn stale_rejects(stats: &MinerStats) -> u64 {
+    stats
+        .rejects_by_reason
+        .iter()
+        .filter(|(reason, _)| reason.starts_with("stale"))
+        .map(|(_, count)| count)
         .sum()
 }
 
