@@ -8,7 +8,8 @@
 //! reconnecting; [`vardiff`] and [`extranonce`] are per-miner state;
 //! [`metrics`] counts every share; [`config`] is the TOML file;
 //! [`simulate`] prints `hashsplit simulate`'s report; [`reload`] checks a
-//! config file reloaded on SIGHUP.
+//! config file reloaded on SIGHUP; [`drain`] takes the proxy out of a farm
+//! (SIGUSR1).
 //!
 //! [`Proxy::start`] takes an already-bound listener, so tests bind
 //! `127.0.0.1:0` and pass it in; [`run`] serves until a shutdown future.
@@ -17,6 +18,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod drain;
 pub mod exporter;
 pub mod extranonce;
 pub mod jobs;
@@ -46,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::drain::Drain;
 use crate::jobs::{JobIds, Layout, Layouts};
 use crate::metrics::Metrics;
 use crate::policy_task::{PolicyInbox, PolicyReload};
@@ -74,6 +77,7 @@ pub struct Proxy {
     assignment: watch::Receiver<Arc<Assignment>>,
     accepting: CancellationToken,
     draining: CancellationToken,
+    drain: Arc<Drain>,
     stopping: CancellationToken,
     tasks: TaskTracker,
 }
@@ -123,6 +127,12 @@ impl Proxy {
             ));
         }
         let assignment = policy.assignment.clone();
+        let drain = Arc::new(Drain::new(
+            config.server.drain_period,
+            accepting.clone(),
+            stopping.clone(),
+            metrics.clone(),
+        ));
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             metrics: metrics.clone(),
@@ -131,6 +141,7 @@ impl Proxy {
             layouts,
             reconnects: ReconnectLimiter::default(),
             draining: draining.clone(),
+            drain: Arc::clone(&drain),
         });
         tasks.spawn(accept::run(
             listener,
@@ -151,6 +162,7 @@ impl Proxy {
             assignment,
             accepting,
             draining,
+            drain,
             stopping,
             tasks,
         })
@@ -172,6 +184,12 @@ impl Proxy {
         let metrics = self.metrics.clone();
         self.tasks
             .spawn(exporter::serve(listener, metrics, self.stopping.clone()));
+    }
+
+    /// Returns the proxy's drain, to start it (see [`Drain::run`]) from
+    /// wherever the request comes.
+    pub fn drain(&self) -> Arc<Drain> {
+        Arc::clone(&self.drain)
     }
 
     /// Returns the latest plan of the policy engine.
@@ -279,7 +297,8 @@ impl Proxy {
 }
 
 /// Serves miners on `listener` (and metrics on `metrics`, if given) until
-/// `shutdown` completes, then shuts down gracefully (see
+/// `shutdown` completes, or until `drain` does and the drain (see
+/// [`Drain::run`]) is over, then shuts down gracefully (see
 /// [`Proxy::shutdown`]). Each config on `reloads` is applied with
 /// [`Proxy::reload`]; `None` stands for a file that could not be loaded.
 pub async fn run(
@@ -287,6 +306,7 @@ pub async fn run(
     listener: TcpListener,
     metrics: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
+    drain: impl Future<Output = ()>,
     mut reloads: mpsc::Receiver<Option<Config>>,
 ) -> std::io::Result<()> {
     let proxy = Proxy::start(config, listener)?;
@@ -294,9 +314,18 @@ pub async fn run(
         proxy.serve_metrics(metrics);
     }
     tokio::pin!(shutdown);
+    tokio::pin!(drain);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            () = &mut drain => {
+                let draining = proxy.drain();
+                tokio::select! {
+                    () = draining.run() => {}
+                    () = &mut shutdown => {}
+                }
+                break;
+            }
             Some(reload) = reloads.recv() => match reload {
                 Some(config) => {
                     proxy.reload(config);

@@ -79,6 +79,9 @@ pub(super) async fn run(
                 mined: false,
             },
         };
+        if shared.snapshot_connected() {
+            shared.session_ended();
+        }
         shared.update(|s| s.connected = false);
         let wait = match ended {
             Ended::Stopped => return,
@@ -388,6 +391,7 @@ impl<'a> Session<'a> {
             s.extranonce2_size = Some(subscribed.extranonce2_size);
             s.reconnects += u64::from(reconnect);
         });
+        self.shared.session_subscribed();
         self.extranonce1 = Some(subscribed.extranonce1);
         self.extranonce2_size = subscribed.extranonce2_size;
         let mut calls = Vec::new();
