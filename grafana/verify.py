@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Checks the dashboards and alerts against a live proxy and a real Prometheus.
 
-Runs simulated pools (`miner-sim pool`), the proxy (`hashsplit run`) and
-simulated miners (`miner-sim miners`) on 127.0.0.1, then:
+Runs simulated pools (`miner-sim pool`), two proxy instances (`hashsplit
+run`, a farm of two on the same pools) and simulated miners (`miner-sim
+miners`, a group per instance hashing at different rates) on 127.0.0.1,
+then:
 
 1. `promtool check rules`, `promtool test rules` and `promtool check config`
    on grafana/alerts.yml, alerts.test.yml and prometheus.yml;
-2. `promtool check metrics` on the proxy's live /metrics;
-3. starts Prometheus on loopback, scraping the proxy every second and
+2. `promtool check metrics` on each instance's live /metrics;
+3. starts Prometheus on loopback, scraping both instances every second and
    loading grafana/alerts.yml, and through its HTTP API checks that
    - every panel query of every dashboard returns at least one series, with
      the dashboard variables substituted as "All" would ($pool -> .+) and
@@ -19,7 +21,12 @@ simulated miners (`miner-sim miners`) on 127.0.0.1, then:
      themselves are false in a healthy run, so a whole alert expression may
      return nothing; that it fires when it should is alerts.test.yml's job);
    - every alert has cases in alerts.test.yml;
-   - the farm really ran: hashrate > 0, every pool up, shares accepted.
+   - the farm really ran: hashrate > 0, every pool up, shares accepted;
+   - the dashboards add the instances up: with both scraped, no panel query
+     returns per-instance series unless its legend names {{instance}}; the
+     connected miners are the sum of both instances' own counts; and each
+     pool's target and policy share are the instances' figures weighted by
+     their hashrates (a ratio of sums, not an average of ratios).
 
 Python 3 standard library only. Every wait is bounded; every process started
 is stopped on exit. Environment:
@@ -46,8 +53,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
 POOLS = ["alpha", "beta"]
-MINERS = 4
-# Fewer than the miners, so the overflow series "_other" is exercised too.
+# Two instances with different hashrates, so a panel that averaged their
+# ratios would differ from the farm's ratio of sums.
+INSTANCES = {"a": "2MH/s", "b": "1MH/s"}
+MINERS = 3
+# Fewer than each instance's miners, so the overflow series "_other" is
+# exercised too.
 MAX_WORKERS = 2
 DIFFICULTY = os.environ.get("VERIFY_DIFFICULTY", "0.001")
 # Prometheus scrapes and evaluates every second; the windows below hold
@@ -248,8 +259,15 @@ class Prometheus:
             return 1
         return len(data["result"])
 
+    def vector(self, expr, at):
+        """Returns `expr` at time `at` as [(labels, value)]."""
+        data = self.api("query", query=expr, time=at)
+        if data["resultType"] != "vector":
+            raise Failed(f"{expr}: a {data['resultType']}, not a vector")
+        return [(row["metric"], float(row["value"][1])) for row in data["result"]]
 
-def prometheus_config(metrics_port):
+
+def prometheus_config(metrics_ports):
     return f"""global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -258,7 +276,7 @@ rule_files:
 scrape_configs:
   - job_name: hashsplit
     static_configs:
-      - targets: ["127.0.0.1:{metrics_port}"]
+      - targets: [{", ".join(f'"127.0.0.1:{port}"' for port in metrics_ports)}]
 """
 
 
@@ -336,6 +354,62 @@ def check_alerts(prom):
         log(f"note: {alert['metric']['alertname']} is {alert['metric']['alertstate']} in the healthy run")
 
 
+def panel_queries():
+    """Yields (where, legend, expr) for every panel query, variables as All."""
+    for path in sorted((GRAFANA / "dashboards").glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        variables = [v["name"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+        for panel in panels(dashboard):
+            for target in panel.get("targets", []):
+                where = f"{path.name}: panel {panel['title']!r} {target['refId']}"
+                yield where, target.get("legendFormat", ""), substitute(target["expr"], variables)
+
+
+def check_farm_totals(prom, metrics_urls):
+    """The dashboards show the farm: two instances added up, not one."""
+    at = time.time()
+    instances = prom.vector("hashsplit_build_info", at)
+    if len(instances) != len(INSTANCES):
+        raise Failed(f"Prometheus scrapes {len(instances)} instances, want {len(INSTANCES)}")
+    checked = 0
+    for where, legend, expr in panel_queries():
+        if "{{instance}}" in legend or "build_info" in expr:
+            continue
+        for labels, _ in prom.vector(expr, at):
+            if "instance" in labels:
+                raise Failed(f"{where}: a series per instance, not the farm's: {labels} from {expr}")
+        checked += 1
+    log(f"{checked} panel queries add the {len(INSTANCES)} instances up")
+
+    # Connected miners: the stat panel against each instance's own count.
+    own = sum(value for url in metrics_urls for name, _, value in samples(http_get(url))
+              if name == "hashsplit_downstream_connections")
+    shown = sum(value for _, value in prom.vector('sum(hashsplit_downstream_connections{instance=~".+"})', at))
+    if own != len(INSTANCES) * MINERS or shown != own:
+        raise Failed(f"connected miners: the dashboard shows {shown}, the instances say {own}, "
+                     f"{len(INSTANCES) * MINERS} were started")
+
+    # Each pool's target and policy share: the panel's figures against the
+    # instances' own, weighted by each instance's hashrate, computed here.
+    rate = 'sum by (instance) (rate(hashsplit_credited_difficulty_total[15s]))'
+    weights = {labels["instance"]: value for labels, value in prom.vector(rate, at)}
+    total = sum(weights.values())
+    if len(weights) != len(INSTANCES) or total <= 0:
+        raise Failed(f"hashrate by instance: {weights}")
+    for metric, ref in [("policy_target_ratio", "D"), ("policy_delivered_ratio", "B")]:
+        farm = {}
+        for labels, value in prom.vector(f"hashsplit_{metric}", at):
+            farm[labels["pool"]] = farm.get(labels["pool"], 0.0) + value * weights[labels["instance"]] / total
+        panel = next(expr for where, _, expr in panel_queries()
+                     if where == f"overview.json: panel 'Share of hashrate vs cap: $pool' {ref}")
+        shown = {labels["pool"]: value for labels, value in prom.vector(panel, at)}
+        for pool, expected in farm.items():
+            if abs(shown.get(pool, -1) - expected) > 1e-6:
+                raise Failed(f"{metric}: the dashboard shows {shown} for the farm, "
+                             f"the instances weighted by hashrate give {farm}")
+    log(f"the farm's miners, targets and policy shares add up over {sorted(weights)}")
+
+
 def check_farm_ran(prom):
     for what, expr in [
         ("hashrate", "sum(rate(hashsplit_credited_difficulty_total[15s])) > 0"),
@@ -358,25 +432,33 @@ def verify(workdir, procs):
     for port in pool_ports:
         eventually(f"a pool on port {port}", lambda port=port: listening(port), 30)
 
-    miner_port, metrics_port, prom_port = free_port(), free_port(), free_port()
-    config = workdir / "hashsplit.toml"
-    config.write_text(proxy_config(miner_port, metrics_port, pool_ports))
-    procs.start("hashsplit", [hashsplit, "run", "--config", config])
-    eventually("the proxy's listeners", lambda: listening(miner_port) and listening(metrics_port), 30)
+    metrics_ports, metrics_urls = [], []
+    for name, hashrate in INSTANCES.items():
+        miner_port, metrics_port = free_port(), free_port()
+        config = workdir / f"hashsplit-{name}.toml"
+        config.write_text(proxy_config(miner_port, metrics_port, pool_ports))
+        procs.start(f"hashsplit-{name}", [hashsplit, "run", "--config", config])
+        eventually(f"instance {name}'s listeners",
+                   lambda: listening(miner_port) and listening(metrics_port), 30)
+        procs.start(f"miners-{name}", [miner_sim, "miners", "--connect", f"127.0.0.1:{miner_port}",
+                                       "--count", str(MINERS), "--hashrate", hashrate, "--profile", "asic",
+                                       "--user", f"farm-{name}"])
+        metrics_ports.append(metrics_port)
+        metrics_urls.append(f"http://127.0.0.1:{metrics_port}/metrics")
+    prom_port = free_port()
+    for url in metrics_urls:
+        eventually(f"shares accepted on every pool through {url}",
+                   lambda url=url: procs.check_alive() or farm_is_busy(url), 90)
 
-    procs.start("miners", [miner_sim, "miners", "--connect", f"127.0.0.1:{miner_port}",
-                           "--count", str(MINERS), "--hashrate", "2MH/s", "--profile", "asic"])
-    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-    eventually("shares accepted on every pool", lambda: procs.check_alive() or farm_is_busy(metrics_url), 90)
-
-    exposition = workdir / "metrics.txt"
-    exposition.write_text(http_get(metrics_url))
-    with open(exposition) as stdin:
-        run(["promtool", "check", "metrics"], stdin=stdin)
-    log(f"promtool check metrics: {len(samples(exposition.read_text()))} samples pass")
+    for i, url in enumerate(metrics_urls):
+        exposition = workdir / f"metrics-{i}.txt"
+        exposition.write_text(http_get(url))
+        with open(exposition) as stdin:
+            run(["promtool", "check", "metrics"], stdin=stdin)
+        log(f"promtool check metrics: {len(samples(exposition.read_text()))} samples pass")
 
     prom_config = workdir / "prometheus.yml"
-    prom_config.write_text(prometheus_config(metrics_port))
+    prom_config.write_text(prometheus_config(metrics_ports))
     procs.start("prometheus", ["prometheus", f"--config.file={prom_config}",
                                f"--storage.tsdb.path={workdir / 'tsdb'}",
                                f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"])
@@ -385,13 +467,14 @@ def verify(workdir, procs):
     def warmed_up():
         procs.check_alive()
         rows = prom.api("query", query="count_over_time(hashsplit_build_info[1m])")["result"]
-        return rows and float(rows[0]["value"][1]) >= WARM_UP_SAMPLES
+        return len(rows) == len(INSTANCES) and all(float(r["value"][1]) >= WARM_UP_SAMPLES for r in rows)
     eventually(f"{WARM_UP_SAMPLES} scrapes", warmed_up, 60)
     eventually("every alert rule evaluated",
                lambda: all(r["lastEvaluation"] > "2000" for g in prom.api("rules")["groups"] for r in g["rules"]), 30)
 
     check_farm_ran(prom)
     check_dashboards(prom)
+    check_farm_totals(prom, metrics_urls)
     check_alerts(prom)
 
 

@@ -47,6 +47,9 @@ pub struct ServerConfig {
     /// v2, from HAProxy and the like) naming the miner's address (default
     /// false).
     pub proxy_protocol: bool,
+    /// A drain (SIGUSR1) asks the miners to reconnect elsewhere evenly over
+    /// this long, then the proxy stops (default 2 min).
+    pub drain_period: Duration,
 }
 
 /// `[downstream]`: what each miner is told.
@@ -88,6 +91,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(600),
             max_line_length: 16_384,
             proxy_protocol: false,
+            drain_period: Duration::from_secs(120),
         }
     }
 }
@@ -125,6 +129,7 @@ struct RawServer {
     idle_timeout: Option<Spanned<String>>,
     max_line_length: Option<Spanned<i64>>,
     proxy_protocol: Option<bool>,
+    drain_period: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,6 +248,9 @@ fn read_server(diag: &mut Diagnostics<'_>, raw: RawServer) -> ServerConfig {
         )
         .map_or(d.max_line_length, |n| n as usize),
         proxy_protocol: raw.proxy_protocol.unwrap_or(d.proxy_protocol),
+        drain_period: diag
+            .positive_duration("server.drain_period", raw.drain_period)
+            .unwrap_or(d.drain_period),
     };
     if server.max_connections_per_ip > server.max_connections {
         diag.warning(

@@ -4,9 +4,10 @@
 //! - `GET /metrics`: the text exposition of [`Metrics`].
 //! - `GET /healthz`: `200 ok` while the process serves (liveness; restarting
 //!   the proxy does not bring a pool back, so pools play no part here).
-//! - `GET /readyz`: `200 ready` while at least one pool is up, `503` otherwise
-//!   (readiness: a load balancer should not send miners to a proxy with
-//!   nowhere to send their work).
+//! - `GET /readyz`: `200 ready` while at least one pool is up and the proxy
+//!   does not drain, `503` otherwise (readiness, see
+//!   [`crate::drain::readiness`]: a load balancer should not send miners to
+//!   a proxy with nowhere to send their work, or one on its way out).
 //! - Anything else: `404`, or `405` for a method other than GET or HEAD.
 //!
 //! One request per connection (`Connection: close`). Requests are bounded in
@@ -104,20 +105,21 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()
             .await
         }
         "/healthz" => write(&mut stream, "200 OK", "text/plain", b"ok\n", with_body).await,
-        "/readyz" if metrics.sum("hashsplit_pool_up", &[]) > 0.0 => {
-            write(&mut stream, "200 OK", "text/plain", b"ready\n", with_body).await
-        }
-        "/readyz" => {
-            let body = b"no pool is up\n";
-            write(
-                &mut stream,
-                "503 Service Unavailable",
-                "text/plain",
-                body,
-                with_body,
-            )
-            .await
-        }
+        "/readyz" => match crate::drain::readiness(metrics) {
+            Ok(()) => write(&mut stream, "200 OK", "text/plain", b"ready\n", with_body).await,
+            Err(why) => {
+                let body = format!("{why}\n");
+                let status = "503 Service Unavailable";
+                write(
+                    &mut stream,
+                    status,
+                    "text/plain",
+                    body.as_bytes(),
+                    with_body,
+                )
+                .await
+            }
+        },
         _ => {
             write(
                 &mut stream,

@@ -9,7 +9,8 @@
 //! [`metrics`] counts every share; [`config`] is the TOML file;
 //! [`simulate`] prints `hashsplit simulate`'s report; [`reload`] checks a
 //! config file reloaded on SIGHUP; [`transport`] opens a pool's
-//! connection, plain TCP or TLS.
+//! connection, plain TCP or TLS; [`drain`] takes the proxy out of a farm
+//! (SIGUSR1).
 //!
 //! [`Proxy::start`] takes an already-bound listener, so tests bind
 //! `127.0.0.1:0` and pass it in; [`run`] serves until a shutdown future.
@@ -18,6 +19,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod drain;
 pub mod exporter;
 pub mod extranonce;
 pub mod jobs;
@@ -48,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::drain::Drain;
 use crate::jobs::{JobIds, Layout, Layouts};
 use crate::metrics::Metrics;
 use crate::policy_task::{PolicyInbox, PolicyReload};
@@ -76,6 +79,7 @@ pub struct Proxy {
     assignment: watch::Receiver<Arc<Assignment>>,
     accepting: CancellationToken,
     draining: CancellationToken,
+    drain: Arc<Drain>,
     stopping: CancellationToken,
     tasks: TaskTracker,
 }
@@ -125,6 +129,12 @@ impl Proxy {
             ));
         }
         let assignment = policy.assignment.clone();
+        let drain = Arc::new(Drain::new(
+            config.server.drain_period,
+            accepting.clone(),
+            stopping.clone(),
+            metrics.clone(),
+        ));
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             metrics: metrics.clone(),
@@ -133,6 +143,7 @@ impl Proxy {
             layouts,
             reconnects: ReconnectLimiter::default(),
             draining: draining.clone(),
+            drain: Arc::clone(&drain),
         });
         tasks.spawn(accept::run(
             listener,
@@ -153,6 +164,7 @@ impl Proxy {
             assignment,
             accepting,
             draining,
+            drain,
             stopping,
             tasks,
         })
@@ -174,6 +186,12 @@ impl Proxy {
         let metrics = self.metrics.clone();
         self.tasks
             .spawn(exporter::serve(listener, metrics, self.stopping.clone()));
+    }
+
+    /// Returns the proxy's drain, to start it (see [`Drain::run`]) from
+    /// wherever the request comes.
+    pub fn drain(&self) -> Arc<Drain> {
+        Arc::clone(&self.drain)
     }
 
     /// Returns the latest plan of the policy engine.
@@ -281,7 +299,8 @@ impl Proxy {
 }
 
 /// Serves miners on `listener` (and metrics on `metrics`, if given) until
-/// `shutdown` completes, then shuts down gracefully (see
+/// `shutdown` completes, or until `drain` does and the drain (see
+/// [`Drain::run`]) is over, then shuts down gracefully (see
 /// [`Proxy::shutdown`]). Each config on `reloads` is applied with
 /// [`Proxy::reload`]; `None` stands for a file that could not be loaded.
 pub async fn run(
@@ -289,6 +308,7 @@ pub async fn run(
     listener: TcpListener,
     metrics: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
+    drain: impl Future<Output = ()>,
     mut reloads: mpsc::Receiver<Option<Config>>,
 ) -> std::io::Result<()> {
     let proxy = Proxy::start(config, listener)?;
@@ -296,9 +316,18 @@ pub async fn run(
         proxy.serve_metrics(metrics);
     }
     tokio::pin!(shutdown);
+    tokio::pin!(drain);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            () = &mut drain => {
+                let draining = proxy.drain();
+                tokio::select! {
+                    () = draining.run() => {}
+                    () = &mut shutdown => {}
+                }
+                break;
+            }
             Some(reload) = reloads.recv() => match reload {
                 Some(config) => {
                     proxy.reload(config);

@@ -32,7 +32,8 @@ enum Command {
         every: Duration,
     },
     /// Runs the proxy: listens for miners and connects to every pool.
-    /// SIGHUP reloads the policy from the file without dropping a miner.
+    /// SIGHUP reloads the policy from the file without dropping a miner;
+    /// SIGUSR1 drains it (miners move to other instances) and stops it.
     Run {
         /// The hashsplit TOML file.
         #[arg(long)]
@@ -160,7 +161,16 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     }
     #[cfg(not(unix))]
     drop((reloads, path));
-    hashsplit::run(config, listener, Some(metrics), shutdown_signal(), reloaded).await?;
+    let drain = drain_signal();
+    hashsplit::run(
+        config,
+        listener,
+        Some(metrics),
+        shutdown_signal(),
+        drain,
+        reloaded,
+    )
+    .await?;
     Ok(())
 }
 
@@ -187,6 +197,20 @@ fn reload(path: &Path) -> Option<Config> {
             None
         }
     }
+}
+
+/// Completes on the first SIGUSR1: the operator takes this instance out of
+/// its farm (a rolling restart). Never completes where there is no SIGUSR1.
+async fn drain_signal() {
+    #[cfg(unix)]
+    if let Ok(mut usr1) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        && usr1.recv().await.is_some()
+    {
+        tracing::info!("SIGUSR1: draining for a restart");
+        return;
+    }
+    std::future::pending::<()>().await;
 }
 
 /// Completes on the first SIGINT (Ctrl-C) or SIGTERM.

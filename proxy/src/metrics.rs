@@ -144,8 +144,11 @@ pub struct Metrics {
     pub downstream_connects: IntCounter,
     /// Miner connections closed, by reason.
     pub downstream_disconnects: IntCounterVec,
-    /// Miners asked to reconnect for a narrower extranonce2.
+    /// Miners asked to reconnect: for a narrower extranonce2, or to move
+    /// to another instance while this one drains.
     pub downstream_reconnect_requests: IntCounter,
+    /// 1 while the proxy drains (SIGUSR1), else 0.
+    pub draining: IntGauge,
     /// Miners moved onto a pool.
     pub switches: IntCounterVec,
     /// The policy's target share per pool.
@@ -167,7 +170,7 @@ pub struct Metrics {
 }
 
 /// Why a miner connection ended.
-pub const DISCONNECT_REASONS: [&str; 10] = [
+pub const DISCONNECT_REASONS: [&str; 11] = [
     "closed",
     "idle",
     "handshake-timeout",
@@ -178,6 +181,7 @@ pub const DISCONNECT_REASONS: [&str; 10] = [
     "shutdown",
     "connection-limit",
     "extranonce-exhausted",
+    "drained",
 ];
 
 impl Metrics {
@@ -315,7 +319,14 @@ impl Metrics {
                 &registry,
                 IntCounter::new(
                     "hashsplit_downstream_reconnect_requests_total",
-                    "Miners asked to reconnect to get an extranonce2 every pool can take",
+                    "Miners asked to reconnect (client.reconnect): for an extranonce2 every pool can take, or to move elsewhere while the proxy drains",
+                ),
+            ),
+            draining: register(
+                &registry,
+                IntGauge::new(
+                    "hashsplit_draining",
+                    "1 while the proxy drains (SIGUSR1): it takes no new miners and moves its own to other instances",
                 ),
             ),
             switches: counter_vec(

@@ -8,6 +8,7 @@
 //! pool still land there: the session's [`JobBook`] remembers every job it
 //! sent, whatever its pool.
 
+mod leave;
 mod reconnect;
 mod routing;
 mod submit;
@@ -36,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::drain::Drain;
 use crate::extranonce::Extranonce1;
 use crate::jobs::{JobBook, Layout, Layouts, PoolJob};
 use crate::metrics::{Metrics, WorkerSeries};
@@ -79,6 +81,8 @@ pub struct Shared {
     /// Cancelled when shutdown starts: sessions stop reading submits and
     /// only wait for the answers of shares already forwarded.
     pub draining: CancellationToken,
+    /// Gives sessions their turn to leave when the proxy drains.
+    pub drain: Arc<Drain>,
 }
 
 /// Why a session ended: the `reason` label of the disconnect metric.
@@ -100,6 +104,8 @@ pub enum Ended {
     IoError,
     /// The proxy is shutting down.
     Shutdown,
+    /// The proxy drains: the miner was asked to reconnect elsewhere.
+    Drained,
 }
 
 impl Ended {
@@ -114,6 +120,7 @@ impl Ended {
             Ended::TooManyRejects => "too-many-rejects",
             Ended::IoError => "io-error",
             Ended::Shutdown => "shutdown",
+            Ended::Drained => "drained",
         }
     }
 }
@@ -134,6 +141,8 @@ pub struct Session {
     rejects_in_a_row: u32,
     /// Whether shutdown started (no more submits are read).
     draining: bool,
+    /// Set once the proxy drains and it is this session's turn to leave.
+    leaving: Option<leave::Leaving>,
     framed: MinerFramed,
     shutdown: CancellationToken,
     subscribed: bool,
@@ -198,6 +207,7 @@ impl Session {
             reconnect_asked: false,
             rejects_in_a_row: 0,
             draining: false,
+            leaving: None,
             framed,
             shutdown,
             subscribed: false,
@@ -254,6 +264,13 @@ impl Session {
                     self.draining = true;
                     Ok(())
                 }
+                () = self.shared.drain.turn(), if self.leaving.is_none() => {
+                    self.on_turn();
+                    Ok(())
+                }
+                () = sleep_until(self.leaving.map_or(deadline, |l| l.by)), if self.leaving.is_some() => {
+                    self.leave_when_settled(true).await
+                }
                 line = self.framed.next(), if !self.draining => match line {
                     Some(Ok(line)) => {
                         self.last_line = Instant::now();
@@ -262,7 +279,7 @@ impl Session {
                     Some(Err(CodecError::LineTooLong { .. })) => return Ended::LineTooLong,
                     Some(Err(CodecError::InvalidUtf8 { .. } | CodecError::NewlineInLine { .. })) => return Ended::BadInput,
                     Some(Err(_)) => return Ended::IoError,
-                    None => return Ended::Closed,
+                    None => return self.closed(),
                 },
                 Ok(()) = self.pools[watched].changed(), if self.current.is_some() => {
                     self.on_pool_state().await
@@ -274,6 +291,9 @@ impl Session {
                 }
             };
             if let Err(ended) = result {
+                return ended;
+            }
+            if let Err(ended) = self.leave_when_settled(false).await {
                 return ended;
             }
         }

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use hashsplit_stratum::{
     ClientMethod, CodecError, Configure, ConfigureResult, Difficulty, Id, Incoming, Job, LineCodec,
     Method, Notify, Response, ServerMethod, Submit, SubmitResult, SubscribeResult,
 };
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -64,7 +64,7 @@ pub(super) async fn run(
     let mut backoff = config.reconnect_backoff;
     let mut connection = 0u64;
     loop {
-        let ended = match connect(addr).await {
+        let ended = match connect(addr, config.source).await {
             Ok(stream) => {
                 connection += 1;
                 let mut session = Session::new(
@@ -79,6 +79,9 @@ pub(super) async fn run(
                 mined: false,
             },
         };
+        if shared.snapshot_connected() {
+            shared.session_ended();
+        }
         shared.update(|s| s.connected = false);
         let wait = match ended {
             Ended::Stopped => return,
@@ -105,16 +108,24 @@ pub(super) async fn run(
     }
 }
 
-async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    if !addr.ip().is_loopback() {
+async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    if !addr.ip().is_loopback() || source.is_some_and(|ip| !ip.is_loopback()) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "simulated miners connect to loopback addresses only",
+            "simulated miners connect to and from loopback addresses only",
         ));
+    }
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
     }
     // Bounded on both clocks: a paused test clock must not fail a connect
     // that loopback completes in real microseconds.
-    let stream = crate::within(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    let stream = crate::within(CONNECT_TIMEOUT, socket.connect(addr))
         .await
         .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))??;
     stream.set_nodelay(true)?;
@@ -380,6 +391,7 @@ impl<'a> Session<'a> {
             s.extranonce2_size = Some(subscribed.extranonce2_size);
             s.reconnects += u64::from(reconnect);
         });
+        self.shared.session_subscribed();
         self.extranonce1 = Some(subscribed.extranonce1);
         self.extranonce2_size = subscribed.extranonce2_size;
         let mut calls = Vec::new();

@@ -10,7 +10,7 @@ mod hasher;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +19,7 @@ use std::time::Duration;
 use hashsplit_stratum::Difficulty;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use hasher::Hasher;
@@ -113,6 +114,10 @@ pub struct SimMinerConfig {
     /// The longest wait before reconnecting (backoff, or the wait a
     /// `client.reconnect` asks for).
     pub max_reconnect_wait: Duration,
+    /// The local address to connect from (a loopback address such as
+    /// 127.0.0.7), so tests can stand for miners at several addresses;
+    /// `None` lets the system choose.
+    pub source: Option<IpAddr>,
 }
 
 impl SimMinerConfig {
@@ -128,6 +133,7 @@ impl SimMinerConfig {
             rolls_outside_mask: false,
             reconnect_backoff: Duration::from_millis(100),
             max_reconnect_wait: Duration::from_secs(5),
+            source: None,
         }
     }
 }
@@ -202,11 +208,42 @@ pub(crate) struct MinerShared {
     stats: Mutex<MinerStats>,
     hashes: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
+    gaps: Mutex<Gaps>,
+}
+
+/// When the last mining session ended, and every gap so far between a
+/// session ending and the next one subscribing.
+#[derive(Debug, Default)]
+struct Gaps {
+    ended: Option<Instant>,
+    closed: Vec<(Instant, Instant)>,
 }
 
 impl MinerShared {
     pub(crate) fn update(&self, change: impl FnOnce(&mut MinerStats)) {
         change(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Whether a session is subscribed now.
+    pub(crate) fn snapshot_connected(&self) -> bool {
+        self.stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .connected
+    }
+
+    /// Notes that a session that had subscribed ended.
+    pub(crate) fn session_ended(&self) {
+        let mut gaps = self.gaps.lock().unwrap_or_else(|p| p.into_inner());
+        gaps.ended = Some(Instant::now());
+    }
+
+    /// Notes that a session subscribed, closing the gap since the last.
+    pub(crate) fn session_subscribed(&self) {
+        let mut gaps = self.gaps.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ended) = gaps.ended.take() {
+            gaps.closed.push((ended, Instant::now()));
+        }
     }
 
     fn snapshot(&self) -> MinerStats {
@@ -268,6 +305,14 @@ impl SimMiner {
     /// Returns a snapshot of what the miner counted.
     pub fn stats(&self) -> MinerStats {
         self.shared.snapshot()
+    }
+
+    /// Returns every time the miner was between two sessions: from a
+    /// subscribed session's end (a drop, `client.reconnect`) to the next
+    /// session's subscription, on the tokio clock.
+    pub fn reconnect_gaps(&self) -> Vec<(Instant, Instant)> {
+        let gaps = self.shared.gaps.lock().unwrap_or_else(|p| p.into_inner());
+        gaps.closed.clone()
     }
 
     /// Disconnects, stops hashing, and returns the final counts.

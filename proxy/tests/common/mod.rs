@@ -130,4 +130,5 @@ pub fn logs() {
         .with_test_writer()
         .try_init();
 }
+pub mod farm;
 pub mod scripted;
