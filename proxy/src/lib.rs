@@ -29,6 +29,8 @@ pub mod policy_task;
 pub mod pool;
 pub mod proxy_protocol;
 pub mod reload;
+#[cfg(target_os = "linux")]
+pub mod service;
 pub mod session;
 pub mod simulate;
 pub mod transport;

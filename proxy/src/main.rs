@@ -146,14 +146,33 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening for metrics on {metrics_listen}"))?;
     let (reloads, reloaded) = tokio::sync::mpsc::channel(1);
+    // Listening, and the pools connect as soon as the proxy starts: what
+    // systemd's Type=notify waits for.
+    #[cfg(target_os = "linux")]
+    let notifier = hashsplit::service::Notifier::from_env();
+    #[cfg(target_os = "linux")]
+    let alive = tokio_util::sync::CancellationToken::new();
+    #[cfg(target_os = "linux")]
+    {
+        use hashsplit::service::Notice;
+        notifier.notify(Notice::Ready);
+        tokio::spawn(notifier.clone().keep_alive(alive.clone()));
+    }
     #[cfg(unix)]
     {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("listening for SIGHUP")?;
+        #[cfg(target_os = "linux")]
+        let notifier = notifier.clone();
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
                 tracing::info!(file = %path.display(), "SIGHUP: reloading the config file");
-                if reloads.send(reload(&path)).await.is_err() {
+                #[cfg(target_os = "linux")]
+                notifier.notify(hashsplit::service::Notice::Reloading);
+                let sent = reloads.send(reload(&path)).await;
+                #[cfg(target_os = "linux")]
+                notifier.notify(hashsplit::service::Notice::Ready);
+                if sent.is_err() {
                     return;
                 }
             }
@@ -161,16 +180,16 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     }
     #[cfg(not(unix))]
     drop((reloads, path));
+    let shutdown = async move {
+        shutdown_signal().await;
+        #[cfg(target_os = "linux")]
+        {
+            notifier.notify(hashsplit::service::Notice::Stopping);
+            alive.cancel();
+        }
+    };
     let drain = drain_signal();
-    hashsplit::run(
-        config,
-        listener,
-        Some(metrics),
-        shutdown_signal(),
-        drain,
-        reloaded,
-    )
-    .await?;
+    hashsplit::run(config, listener, Some(metrics), shutdown, drain, reloaded).await?;
     Ok(())
 }
 
