@@ -71,7 +71,9 @@ fn main() -> anyhow::Result<ExitCode> {
             init_tracing("warn");
             tokio::runtime::Runtime::new()
                 .context("starting the async runtime")?
-                .block_on(hashsplit::demo::run(duration, every, shutdown_signal()))?;
+                .block_on(async {
+                    hashsplit::demo::run(duration, every, shutdown_signal()).await
+                })?;
         }
         Command::Run { config: path } => {
             let Some(config) = load(&path)? else {
@@ -152,12 +154,6 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let notifier = hashsplit::service::Notifier::from_env();
     #[cfg(target_os = "linux")]
     let alive = tokio_util::sync::CancellationToken::new();
-    #[cfg(target_os = "linux")]
-    {
-        use hashsplit::service::Notice;
-        notifier.notify(Notice::Ready);
-        tokio::spawn(notifier.clone().keep_alive(alive.clone()));
-    }
     #[cfg(unix)]
     {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -180,15 +176,22 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     }
     #[cfg(not(unix))]
     drop((reloads, path));
+    let stop = shutdown_signal();
+    let drain = drain_signal();
+    // Every signal handler is in place: a signal from now on is heard.
+    #[cfg(target_os = "linux")]
+    {
+        notifier.notify(hashsplit::service::Notice::Ready);
+        tokio::spawn(notifier.clone().keep_alive(alive.clone()));
+    }
     let shutdown = async move {
-        shutdown_signal().await;
+        stop.await;
         #[cfg(target_os = "linux")]
         {
             notifier.notify(hashsplit::service::Notice::Stopping);
             alive.cancel();
         }
     };
-    let drain = drain_signal();
     hashsplit::run(config, listener, Some(metrics), shutdown, drain, reloaded).await?;
     Ok(())
 }
@@ -220,38 +223,46 @@ fn reload(path: &Path) -> Option<Config> {
 
 /// Completes on the first SIGUSR1: the operator takes this instance out of
 /// its farm (a rolling restart). Never completes where there is no SIGUSR1.
-async fn drain_signal() {
+///
+/// The handler is installed at once, not when the future is first polled,
+/// so a signal sent as soon as the service says it is ready is not lost.
+fn drain_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    if let Ok(mut usr1) =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
-        && usr1.recv().await.is_some()
-    {
-        tracing::info!("SIGUSR1: draining for a restart");
-        return;
+    let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut usr1) = usr1
+            && usr1.recv().await.is_some()
+        {
+            tracing::info!("SIGUSR1: draining for a restart");
+            return;
+        }
+        std::future::pending::<()>().await;
     }
-    std::future::pending::<()>().await;
 }
 
-/// Completes on the first SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM; the handlers are
+/// installed at once (see [`drain_signal`]).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    let handlers = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        if let (Some(mut int), Some(mut term)) = handlers {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 /// Loads a config file, printing its warnings to stderr; prints every
