@@ -20,8 +20,8 @@
 pub mod config;
 pub mod demo;
 pub mod drain;
-pub mod exporter;
 pub mod extranonce;
+pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod node;
@@ -183,11 +183,11 @@ impl Proxy {
     }
 
     /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` (see
-    /// [`exporter`]) until the proxy stops.
+    /// [`http`]) until the proxy stops.
     pub fn serve_metrics(&self, listener: TcpListener) {
-        let metrics = self.metrics.clone();
+        let site = Arc::new(http::Site::new(self.metrics.clone()));
         self.tasks
-            .spawn(exporter::serve(listener, metrics, self.stopping.clone()));
+            .spawn(http::serve(listener, site, self.stopping.clone()));
     }
 
     /// Returns the proxy's drain, to start it (see [`Drain::run`]) from

@@ -5,6 +5,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use super::*;
 
 struct Server {
@@ -19,7 +22,8 @@ async fn start() -> Server {
     let addr = listener.local_addr().unwrap();
     let metrics = Metrics::new(&["alpha".into(), "beta".into()]);
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(serve(listener, metrics.clone(), shutdown.clone()));
+    let site = Arc::new(Site::new(metrics.clone()));
+    let task = tokio::spawn(serve(listener, site, shutdown.clone()));
     Server {
         addr,
         metrics,
@@ -38,7 +42,8 @@ async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
 }
 
 async fn get(addr: SocketAddr, path: &str) -> String {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: test\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: test\r\nConnection: close\r\n\r\n");
     exchange(addr, request.as_bytes()).await
 }
 
@@ -56,9 +61,10 @@ async fn metrics_serves_the_text_exposition() {
     server.metrics.pool_up.with_label_values(&["alpha"]).set(1);
     let answer = get(server.addr, "/metrics").await;
     assert_eq!(status(&answer), "HTTP/1.1 200 OK");
-    assert!(answer.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("content-type: text/plain; version=0.0.4; charset=utf-8\r\n"));
     let body = body(&answer);
-    assert!(answer.contains(&format!("Content-Length: {}\r\n", body.len())));
+    assert!(lower.contains(&format!("content-length: {}\r\n", body.len())));
     assert!(body.contains("# TYPE hashsplit_shares_total counter"));
     assert!(body.contains(r#"hashsplit_pool_up{pool="alpha"} 1"#));
     assert!(body.contains(r#"hashsplit_pool_up{pool="beta"} 0"#));
@@ -96,23 +102,32 @@ async fn other_paths_are_404_and_other_methods_405() {
         status(&get(server.addr, "/").await),
         "HTTP/1.1 404 Not Found"
     );
-    let post = exchange(server.addr, b"POST /metrics HTTP/1.1\r\n\r\n").await;
+    let post = exchange(
+        server.addr,
+        b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(status(&post), "HTTP/1.1 405 Method Not Allowed");
 }
 
 #[tokio::test]
 async fn head_gets_the_headers_without_the_body() {
     let server = start().await;
-    let answer = exchange(server.addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").await;
+    let answer = exchange(
+        server.addr,
+        b"HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(status(&answer), "HTTP/1.1 200 OK");
     assert_eq!(body(&answer), "");
     // The length the GET body has, announced without sending it.
     let get = get(server.addr, "/metrics").await;
     let length = |answer: &str| {
-        answer
-            .lines()
-            .find_map(|line| line.strip_prefix("Content-Length: "))
-            .map(str::to_owned)
+        answer.lines().find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
     };
     let announced: usize = length(&answer).expect("Content-Length").parse().unwrap();
     assert!(announced > 0);
@@ -123,7 +138,8 @@ async fn head_gets_the_headers_without_the_body() {
 async fn an_oversized_request_is_refused() {
     let server = start().await;
     let mut request = b"GET /metrics HTTP/1.1\r\nX-Junk: ".to_vec();
-    request.extend(std::iter::repeat_n(b'a', MAX_REQUEST + 10));
+    request.extend(std::iter::repeat_n(b'a', MAX_HEAD + 10));
+    request.extend(b"\r\n\r\n");
     let answer = exchange(server.addr, &request).await;
     assert_eq!(
         status(&answer),
@@ -156,6 +172,66 @@ async fn concurrent_scrapes_are_all_answered() {
         assert_eq!(status(&answer), "HTTP/1.1 200 OK");
         assert!(body(&answer).contains("hashsplit_build_info"));
     }
+}
+
+/// Opens `count` connections that never send a byte.
+async fn idle_connections(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    let mut idle = Vec::with_capacity(count);
+    for _ in 0..count {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    idle
+}
+
+#[tokio::test]
+async fn idle_clients_cannot_lock_out_health_checks_or_scrapes() {
+    // 64 idle connections used to take every slot of the hand-written
+    // server (issue 13).
+    let server = start().await;
+    let idle = idle_connections(server.addr, 200).await;
+    for _ in 0..5 {
+        assert_eq!(
+            status(&get(server.addr, "/healthz").await),
+            "HTTP/1.1 200 OK"
+        );
+        let scrape = get(server.addr, "/metrics").await;
+        assert_eq!(status(&scrape), "HTTP/1.1 200 OK");
+        assert!(body(&scrape).contains("hashsplit_build_info"));
+    }
+    drop(idle);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_is_closed_after_the_header_timeout() {
+    let server = start().await;
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        HEADER_TIMEOUT + Duration::from_secs(1),
+        idle.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "still open after the header timeout");
+}
+
+#[tokio::test]
+async fn keep_alive_serves_several_requests_on_one_connection() {
+    let server = start().await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 256];
+    let n = stream.read(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200 OK"));
+    stream
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut second = String::new();
+    stream.read_to_string(&mut second).await.unwrap();
+    assert_eq!(status(&second), "HTTP/1.1 503 Service Unavailable");
 }
 
 #[tokio::test]
