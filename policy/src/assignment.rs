@@ -65,19 +65,26 @@ pub struct Assignment {
     pub network_fallback: bool,
     /// Miners moved between pools since the engine started.
     pub switches: u64,
-    pub(crate) miners: HashMap<MinerId, PoolId>,
+    /// Each assigned miner's pool and hashrate estimate.
+    pub(crate) miners: HashMap<MinerId, (PoolId, Hashrate)>,
 }
 
 impl Assignment {
     /// Returns the pool `miner` should mine for, or `None` if it is unknown
     /// or no pool is healthy.
     pub fn pool_for(&self, miner: MinerId) -> Option<PoolId> {
-        self.miners.get(&miner).copied()
+        self.miners.get(&miner).map(|&(pool, _)| pool)
     }
 
     /// Returns every assigned miner with its pool, in no particular order.
     pub fn miners(&self) -> impl Iterator<Item = (MinerId, PoolId)> + '_ {
-        self.miners.iter().map(|(&m, &p)| (m, p))
+        self.miners.iter().map(|(&m, &(p, _))| (m, p))
+    }
+
+    /// Returns every assigned miner with its pool and the engine's estimate
+    /// of its hashrate, in no particular order.
+    pub fn miner_rates(&self) -> impl Iterator<Item = (MinerId, PoolId, Hashrate)> + '_ {
+        self.miners.iter().map(|(&m, &(p, rate))| (m, p, rate))
     }
 
     /// Returns how many miners are assigned.

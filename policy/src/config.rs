@@ -211,8 +211,11 @@ pub struct PoolConfig {
 pub struct Policy {
     /// The `[policy]` section.
     pub config: PolicyConfig,
-    /// The `[[pool]]` entries in file order.
+    /// The `[[pool]]` entries in file order, less the disabled ones.
     pub pools: Vec<PoolConfig>,
+    /// The `[[pool]]` entries with `enabled = false`, in file order: kept
+    /// out of the split as if they were not in the file.
+    pub disabled: Vec<PoolConfig>,
 }
 
 impl Policy {
@@ -290,6 +293,7 @@ struct RawPool {
     network_share: Option<Spanned<f64>>,
     ca_file: Option<Spanned<String>>,
     tls_insecure: Option<Spanned<bool>>,
+    enabled: Option<bool>,
 }
 
 fn default_password() -> String {
@@ -320,6 +324,7 @@ pub fn read_policy(
         }
     };
     let mut read_pools = Vec::new();
+    let mut enabled = Vec::new();
     let mut name_spans = Vec::new();
     match pools {
         Some(value) => {
@@ -327,11 +332,18 @@ pub fn read_policy(
                 let path = format!("pool[{index}]");
                 if let Some(raw) = diag.deserialize::<RawPool>(&path, entry) {
                     name_spans.push(raw.name.span());
+                    enabled.push(raw.enabled.unwrap_or(true));
                     read_pools.push(validate_pool(diag, &path, raw));
                 }
             }
             if read_pools.is_empty() && diag.error_count() == errors_before {
                 diag.error("pool", None, "at least one [[pool]] is needed");
+            } else if !read_pools.is_empty() && !enabled.contains(&true) {
+                diag.error(
+                    "pool",
+                    None,
+                    "every [[pool]] has enabled = false: at least one must be enabled",
+                );
             }
         }
         None => diag.error(
@@ -357,9 +369,14 @@ pub fn read_policy(
     if diag.error_count() != errors_before {
         return None;
     }
+    let (pools, disabled): (Vec<_>, Vec<_>) = read_pools
+        .into_iter()
+        .zip(enabled)
+        .partition(|(_, enabled)| *enabled);
     let policy = Policy {
         config,
-        pools: read_pools,
+        pools: pools.into_iter().map(|(pool, _)| pool).collect(),
+        disabled: disabled.into_iter().map(|(pool, _)| pool).collect(),
     };
     warn_about_limits(diag, &policy, policy_span);
     Some(policy)

@@ -502,7 +502,7 @@ impl Engine {
         let mut counts = vec![(0usize, 0.0f64); self.healthy.len()];
         for (&id, state) in &self.miners {
             if let (true, Some(pool)) = (state.present, state.pool) {
-                miners.insert(id, pool);
+                miners.insert(id, (pool, Hashrate::from_hashes_per_sec(rates[&id])));
                 counts[pool.0].0 += 1;
                 counts[pool.0].1 += rates[&id];
             }

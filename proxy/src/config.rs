@@ -1,5 +1,5 @@
-//! The whole hashsplit TOML file: `[server]`, `[downstream]` and `[metrics]`
-//! (all optional, with defaults) plus `[policy]` and `[[pool]]` (read and
+//! The whole hashsplit TOML file: `[server]`, `[downstream]`, `[metrics]` and
+//! `[http]` (all optional, with defaults) plus `[policy]` and `[[pool]]` (read and
 //! validated by the policy crate).
 //!
 //! Every section is deserialized on its own, so one bad section does not
@@ -7,6 +7,8 @@
 //! its TOML path and line:column.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hashsplit_policy::Policy;
@@ -24,8 +26,12 @@ pub struct Config {
     pub downstream: DownstreamConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// The control API on the metrics listener.
+    pub http: HttpConfig,
     /// The policy and the pools.
     pub policy: Policy,
+    /// The TOML text it was read from (the control API edits it).
+    pub source: Arc<str>,
 }
 
 /// `[server]`: the miner-facing listener.
@@ -79,6 +85,17 @@ pub struct MetricsConfig {
     pub per_worker: bool,
     /// Most workers with their own series (default 500).
     pub max_workers: u32,
+}
+
+/// `[http]`: the control API served next to `/metrics`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HttpConfig {
+    /// File holding the bearer token control requests must carry; without
+    /// one the control API is off.
+    pub token_file: Option<PathBuf>,
+    /// Whether changes made through the control API are written to the
+    /// config file, so a reload or a restart keeps them (default false).
+    pub write_config: bool,
 }
 
 impl Default for ServerConfig {
@@ -151,6 +168,13 @@ struct RawMetrics {
     max_workers: Option<Spanned<i64>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    token_file: Option<Spanned<String>>,
+    write_config: Option<bool>,
+}
+
 impl Config {
     /// Parses and validates a whole config file, returning it with its
     /// warnings, or every problem at once.
@@ -159,6 +183,7 @@ impl Config {
         let mut server = ServerConfig::default();
         let mut downstream = DownstreamConfig::default();
         let mut metrics = MetricsConfig::default();
+        let mut http = HttpConfig::default();
         let (mut policy, mut pools) = (None, None);
         let entries = diag.parse_document();
         let parsed = entries.is_some();
@@ -179,6 +204,11 @@ impl Config {
                         metrics = read_metrics(&mut diag, raw);
                     }
                 }
+                "http" => {
+                    if let Some(raw) = diag.deserialize::<RawHttp>("http", entry.value) {
+                        http = read_http(&mut diag, raw);
+                    }
+                }
                 "policy" => policy = Some(entry.value),
                 "pool" => pools = Some(entry.value),
                 other => diag.error(
@@ -186,7 +216,7 @@ impl Config {
                     Some(entry.key_span),
                     format!(
                         "unknown section `{other}`, expected server, downstream, metrics, \
-                         policy or pool"
+                         http, policy or pool"
                     ),
                 ),
             }
@@ -207,7 +237,9 @@ impl Config {
             server,
             downstream,
             metrics,
+            http,
             policy,
+            source: Arc::from(text),
         };
         Ok((config, warnings))
     }
@@ -330,6 +362,24 @@ fn read_metrics(diag: &mut Diagnostics<'_>, raw: RawMetrics) -> MetricsConfig {
         per_worker: raw.per_worker.unwrap_or(d.per_worker),
         max_workers: count(diag, "metrics.max_workers", raw.max_workers, 0, u32::MAX)
             .map_or(d.max_workers, |n| n as u32),
+    }
+}
+
+fn read_http(diag: &mut Diagnostics<'_>, raw: RawHttp) -> HttpConfig {
+    let token_file = raw.token_file.and_then(|path| {
+        if path.get_ref().trim().is_empty() {
+            diag.error(
+                "http.token_file",
+                Some(path.span()),
+                "token_file must name a file",
+            );
+            return None;
+        }
+        Some(PathBuf::from(path.into_inner()))
+    });
+    HttpConfig {
+        token_file,
+        write_config: raw.write_config.unwrap_or(false),
     }
 }
 

@@ -15,7 +15,7 @@ use miner_sim::{Profile, SimMiner, SimMinerConfig, SimPool, SimPoolConfig};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::{Config, Proxy, SHUTDOWN_DRAIN};
+use crate::{Config, HttpOptions, Proxy, SHUTDOWN_DRAIN};
 
 /// The worker name the proxy uses at every demo pool.
 const POOL_USER: &str = "demo.proxy";
@@ -88,13 +88,21 @@ pub async fn run(
     let proxy = Proxy::start(config, listener)?;
     let metrics_listener = TcpListener::bind("127.0.0.1:0").await?;
     let metrics_addr = metrics_listener.local_addr()?;
-    proxy.serve_metrics(metrics_listener);
+    // The chart samples every 2 s so it fills while you watch.
+    proxy.serve_http(
+        metrics_listener,
+        HttpOptions {
+            config_file: None,
+            sample_every: Duration::from_secs(2),
+        },
+    )?;
 
     println!(
         "hashsplit demo: 3 simulated pools, {} simulated miners, all on 127.0.0.1",
         FLEET.len()
     );
     println!("  miners connect to   stratum+tcp://{}", proxy.local_addr());
+    println!("  status page         http://{metrics_addr}/");
     println!("  metrics             http://{metrics_addr}/metrics");
     println!(
         "  policy              max_share 0.5; big-pool weight 3 but capped at 0.4, so targets near 0.4 / 0.3 / 0.3\n                      (each cap less a margin for hashrate-estimate noise, which shrinks as estimates mature)"

@@ -5,6 +5,12 @@
 //!   the proxy does not bring a pool back, so pools play no part here).
 //! - `GET /readyz`: `200 ready` when [`crate::drain::readiness`] says so
 //!   (a pool is up and the proxy does not drain), `503` otherwise.
+//! - `GET /`: the status page, one self-contained HTML file ([`PAGE`]) that
+//!   reads the API below every few seconds.
+//! - `GET /api/v1/{status,pools,miners,events,history}`: the read API
+//!   ([`api`]), from the history task's snapshots ([`history`]).
+//! - `PATCH /api/v1/pools/{name}`, `POST /api/v1/reload`: the control API
+//!   ([`control`]), off unless `[http] token_file` is set.
 //! - Anything else: `404`, or `405` for a method the path does not take.
 //!
 //! Every connection is its own task, so a client that is idle, slow or
@@ -14,12 +20,17 @@
 //! [`MAX_LIFETIME`]. Only past [`MAX_CONNECTIONS`] open at once are new
 //! ones closed at once, a number no handful of idle clients reaches.
 
+pub mod api;
+pub mod control;
+pub mod history;
+
 use std::convert::Infallible;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
@@ -32,6 +43,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
+use api::View;
+use control::Control;
 
 /// Time a client has to send a request head, counted from the connection
 /// or the previous answer.
@@ -49,33 +62,112 @@ pub const MAX_HEAD: usize = 8 * 1024;
 /// takes a flood, not a few idle clients.
 pub const MAX_CONNECTIONS: usize = 4096;
 
+/// Largest request body (a control request is a few dozen bytes).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The status page.
+pub const PAGE: &str = include_str!("http/page.html");
+
 /// The exposition's content type (text format 0.0.4).
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A response with its whole body.
 pub type Answer = Response<Full<Bytes>>;
 
-/// What the server answers from.
+/// How the HTTP server is run, beyond the config file.
 #[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// The config file, for `POST /api/v1/reload` and for writing control
+    /// changes back (`[http] write_config`).
+    pub config_file: Option<PathBuf>,
+    /// Time between two samples of the status page's chart.
+    pub sample_every: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            config_file: None,
+            sample_every: history::SAMPLE_EVERY,
+        }
+    }
+}
+
+/// Reads the control API's bearer token: the file's first line, trimmed.
+///
+/// # Errors
+/// If the file cannot be read or its first line is empty.
+pub fn read_token(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("reading the token file {}: {e}", path.display()),
+        )
+    })?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the token file {} is empty", path.display()),
+        ));
+    }
+    Ok(token.to_owned())
+}
+
+/// What the server answers from.
+#[derive(Debug)]
 pub struct Site {
     metrics: Metrics,
+    view: Option<View>,
+    control: Option<Control>,
 }
 
 impl Site {
-    /// Returns a site serving `metrics`.
+    /// Returns a site serving `/metrics`, `/healthz` and `/readyz` only.
     pub fn new(metrics: Metrics) -> Self {
-        Site { metrics }
+        Site {
+            metrics,
+            view: None,
+            control: None,
+        }
+    }
+
+    /// Adds the status page and the read API, and the control API if
+    /// `control` is given.
+    pub fn with_view(mut self, view: View, control: Option<Control>) -> Self {
+        self.view = Some(view);
+        self.control = control;
+        self
     }
 
     /// Answers one request.
     async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Answer {
         let path = request.uri().path().to_owned();
+        let query = request.uri().query().map(str::to_owned);
         let method = request.method().clone();
         let read_only = method == Method::GET || method == Method::HEAD;
-        match path.as_str() {
-            "/metrics" | "/healthz" | "/readyz" if !read_only => {
-                text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
+        if let Some(name) = path.strip_prefix("/api/v1/pools/") {
+            if method != Method::PATCH {
+                return text(StatusCode::METHOD_NOT_ALLOWED, "use PATCH\n");
             }
+            let act = Act::ChangePool(name.to_owned());
+            return self.control(request, act).await;
+        }
+        if path == "/api/v1/reload" {
+            if method != Method::POST {
+                return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+            }
+            return self.control(request, Act::Reload).await;
+        }
+        if !read_only {
+            return match path.as_str() {
+                "/metrics" | "/healthz" | "/readyz" | "/" => {
+                    text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
+                }
+                _ => text(StatusCode::NOT_FOUND, "not found\n"),
+            };
+        }
+        match path.as_str() {
             "/metrics" => {
                 let mut answer = text(StatusCode::OK, self.metrics.encode());
                 answer
@@ -88,9 +180,96 @@ impl Site {
                 Ok(()) => text(StatusCode::OK, "ready\n"),
                 Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
             },
-            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+            _ => match &self.view {
+                Some(view) => read(view, &path, query.as_deref()),
+                None => text(StatusCode::NOT_FOUND, "not found\n"),
+            },
         }
     }
+
+    /// Runs a control request: refused with 403 when the control API is
+    /// off, 401 without the token; otherwise `act` gets the body.
+    async fn control(&self, request: Request<Incoming>, act: Act) -> Answer {
+        let Some(control) = &self.control else {
+            let body = serde_json::json!({
+                "error": "the control API is off: set [http] token_file to turn it on"
+            });
+            return json(StatusCode::FORBIDDEN, &body);
+        };
+        if let Err(refused) = control.authorize(request.headers()) {
+            let (status, body) = refused.to_answer();
+            let mut answer = json(status, &body);
+            answer.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
+            return answer;
+        }
+        let body = tokio::time::timeout(
+            BODY_TIMEOUT,
+            Limited::new(request.into_body(), MAX_BODY).collect(),
+        )
+        .await;
+        let body = match body {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(_)) => {
+                let body = serde_json::json!({
+                    "error": format!("the body could not be read or is over {MAX_BODY} bytes")
+                });
+                return json(StatusCode::PAYLOAD_TOO_LARGE, &body);
+            }
+            Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "the body was too slow\n"),
+        };
+        let done = match act {
+            Act::ChangePool(name) => control.change_pool(&name, &body).await,
+            Act::Reload => control.reload().await,
+        };
+        match done {
+            Ok(applied) => json(StatusCode::OK, &applied.to_json()),
+            Err(refused) => {
+                let (status, body) = refused.to_answer();
+                json(status, &body)
+            }
+        }
+    }
+}
+
+/// What a control request asks for.
+enum Act {
+    /// `PATCH /api/v1/pools/{name}`.
+    ChangePool(String),
+    /// `POST /api/v1/reload`.
+    Reload,
+}
+
+/// Answers a read of the page or the read API.
+fn read(view: &View, path: &str, query: Option<&str>) -> Answer {
+    let body = match path {
+        "/" => {
+            let mut answer = text(StatusCode::OK, PAGE);
+            answer.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            return answer;
+        }
+        "/api/v1/status" => view.status(),
+        "/api/v1/pools" => view.pools(),
+        "/api/v1/miners" => view.miners(query),
+        "/api/v1/events" => view.events(),
+        "/api/v1/history" => view.history(),
+        _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    json(StatusCode::OK, &body)
+}
+
+/// Returns a JSON answer.
+pub fn json(status: StatusCode, body: &serde_json::Value) -> Answer {
+    let mut answer = text(status, body.to_string());
+    answer
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    answer
 }
 
 /// Returns a plain-text answer.
@@ -107,7 +286,7 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Answer {
 /// Serves `site` on `listener` until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, site: Arc<Site>, shutdown: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
-        info!(listen = %addr, "serving HTTP: /metrics, /healthz, /readyz");
+        info!(listen = %addr, "serving HTTP: /metrics, /healthz, /readyz, the status page and the API");
     }
     // Dropping the set when serve returns aborts what is still running.
     let mut connections = JoinSet::new();

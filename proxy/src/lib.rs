@@ -8,9 +8,10 @@
 //! reconnecting; [`vardiff`] and [`extranonce`] are per-miner state;
 //! [`metrics`] counts every share; [`config`] is the TOML file;
 //! [`simulate`] prints `hashsplit simulate`'s report; [`reload`] checks a
-//! config file reloaded on SIGHUP; [`transport`] opens a pool's
-//! connection, plain TCP or TLS; [`drain`] takes the proxy out of a farm
-//! (SIGUSR1).
+//! config file reloaded on SIGHUP (or through the control API of
+//! [`http`], which also serves `/metrics`, the status page and the read
+//! API); [`transport`] opens a pool's connection, plain TCP or TLS;
+//! [`drain`] takes the proxy out of a farm (SIGUSR1).
 //!
 //! [`Proxy::start`] takes an already-bound listener, so tests bind
 //! `127.0.0.1:0` and pass it in; [`run`] serves until a shutdown future.
@@ -39,6 +40,7 @@ pub mod vardiff;
 mod accept;
 
 pub use config::Config;
+pub use http::HttpOptions;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -67,8 +69,25 @@ pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Proxy {
     local_addr: SocketAddr,
+    /// Where reloaded configs are applied (SIGHUP and the control API).
+    reloader: Arc<Reloader>,
+    metrics: Metrics,
+    assignment: watch::Receiver<Arc<Assignment>>,
+    accepting: CancellationToken,
+    draining: CancellationToken,
+    drain: Arc<Drain>,
+    stopping: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// What applying a reloaded config needs: the one place SIGHUP and the
+/// control API change the running proxy.
+#[derive(Debug)]
+struct Reloader {
     /// The config the proxy started with.
     config: Arc<Config>,
+    /// The config in force, for the status page and the control API.
+    current: watch::Sender<Arc<Config>>,
     /// The `[policy]` section in force; held while a reload is applied, so
     /// reloads apply one at a time.
     policy: Mutex<PolicyConfig>,
@@ -78,12 +97,6 @@ pub struct Proxy {
     pool_context: pool::Context,
     policy_inbox: PolicyInbox,
     metrics: Metrics,
-    assignment: watch::Receiver<Arc<Assignment>>,
-    accepting: CancellationToken,
-    draining: CancellationToken,
-    drain: Arc<Drain>,
-    stopping: CancellationToken,
-    tasks: TaskTracker,
 }
 
 impl Proxy {
@@ -155,13 +168,19 @@ impl Proxy {
             tasks.clone(),
         ));
         info!(listen = %local_addr, pools = pool_names.len(), "hashsplit listening for miners");
-        Ok(Proxy {
-            local_addr,
+        let (current, _) = watch::channel(Arc::clone(&config));
+        let reloader = Arc::new(Reloader {
             policy: Mutex::new(config.policy.config.clone()),
             config,
+            current,
             pools,
             pool_context,
             policy_inbox,
+            metrics: metrics.clone(),
+        });
+        Ok(Proxy {
+            local_addr,
+            reloader,
             metrics,
             assignment,
             accepting,
@@ -182,12 +201,65 @@ impl Proxy {
         &self.metrics
     }
 
-    /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` (see
-    /// [`http`]) until the proxy stops.
+    /// Serves `/metrics`, `/healthz`, `/readyz`, the status page and the
+    /// read API on `listener` (see [`http`]) until the proxy stops, with
+    /// the control API off.
     pub fn serve_metrics(&self, listener: TcpListener) {
-        let site = Arc::new(http::Site::new(self.metrics.clone()));
+        self.serve(listener, HttpOptions::default(), None);
+    }
+
+    /// Like [`Proxy::serve_metrics`], with the control API on if the
+    /// config names a `[http] token_file`.
+    ///
+    /// # Errors
+    /// If the token file cannot be read or holds no token.
+    pub fn serve_http(&self, listener: TcpListener, options: HttpOptions) -> std::io::Result<()> {
+        let config = &self.reloader.config.http;
+        let token = match &config.token_file {
+            Some(path) => Some(http::read_token(path)?),
+            None => None,
+        };
+        self.serve(listener, options, token);
+        Ok(())
+    }
+
+    fn serve(&self, listener: TcpListener, options: HttpOptions, token: Option<String>) {
+        let config = self.reloader.current.subscribe();
+        let snapshot = http::history::spawn(
+            http::history::Sources {
+                metrics: self.metrics.clone(),
+                assignment: self.assignment.clone(),
+                config: config.clone(),
+            },
+            options.sample_every,
+            self.stopping.clone(),
+            &self.tasks,
+        );
+        let control = token.map(|token| {
+            // The control API's one way in: a validated config, applied as
+            // SIGHUP applies one.
+            let reloader = Arc::clone(&self.reloader);
+            let apply: http::control::Apply = Arc::new(move |config| reloader.reload(config));
+            http::control::Control::new(
+                token,
+                apply,
+                config,
+                options.config_file.clone(),
+                self.reloader.config.http.write_config,
+                self.metrics.clone(),
+            )
+        });
+        let site = http::Site::new(self.metrics.clone()).with_view(
+            http::api::View {
+                metrics: self.metrics.clone(),
+                assignment: self.assignment.clone(),
+                snapshot,
+                control: control.is_some(),
+            },
+            control,
+        );
         self.tasks
-            .spawn(http::serve(listener, site, self.stopping.clone()));
+            .spawn(http::serve(listener, Arc::new(site), self.stopping.clone()));
     }
 
     /// Returns the proxy's drain, to start it (see [`Drain::run`]) from
@@ -206,6 +278,58 @@ impl Proxy {
     /// a pool with a new url, user or password reconnected, and no miner is
     /// disconnected. Logs and counts what changed.
     pub fn reload(&self, config: Config) -> Reloaded {
+        self.reloader.reload(config)
+    }
+
+    /// Counts a reload whose file could not be read or parsed (its problems
+    /// are the reader's to log): the running policy stays in force.
+    pub fn reload_unreadable(&self) {
+        self.reloader.count_reload(false);
+        error!("config reload refused: the file is invalid; the running policy stays in force");
+    }
+
+    /// Returns the config in force: the one started with, or the last
+    /// reloaded.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.reloader.current.borrow())
+    }
+
+    /// Stops accepting miners, waits up to `drain` for the answers of shares
+    /// already forwarded, then stops every task.
+    pub async fn shutdown(self, drain: Duration) {
+        self.accepting.cancel();
+        self.draining.cancel();
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.metrics.sum("hashsplit_shares_in_flight", &[]) > 0.0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let unanswered = self.metrics.sum("hashsplit_shares_in_flight", &[]);
+        if unanswered > 0.0 {
+            warn!(
+                unanswered,
+                "stopping with shares still unanswered by their pools"
+            );
+        }
+        self.stopping.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(drain, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("some tasks did not stop in time");
+        }
+        info!("hashsplit stopped");
+    }
+}
+
+impl Reloader {
+    /// Applies a reloaded config file (see [`reload`]): the next plan
+    /// uses its policy, new pools are connected, removed ones disconnected,
+    /// a pool with a new url, user or password reconnected, and no miner is
+    /// disconnected. Logs and counts what changed.
+    fn reload(&self, config: Config) -> Reloaded {
         let mut policy = self.policy.lock().unwrap_or_else(|e| e.into_inner());
         let set = self.pools.snapshot();
         let known: Vec<KnownPool> = set
@@ -249,14 +373,8 @@ impl Proxy {
                 "these sections changed and take effect only at the next start"
             );
         }
+        self.current.send_replace(Arc::new(config));
         reloaded
-    }
-
-    /// Counts a reload whose file could not be read or parsed (its problems
-    /// are the reader's to log): the running policy stays in force.
-    pub fn reload_unreadable(&self) {
-        self.count_reload(false);
-        error!("config reload refused: the file is invalid; the running policy stays in force");
     }
 
     fn count_reload(&self, applied: bool) {
@@ -269,53 +387,24 @@ impl Proxy {
             .config_last_reload_successful
             .set(i64::from(applied));
     }
-
-    /// Stops accepting miners, waits up to `drain` for the answers of shares
-    /// already forwarded, then stops every task.
-    pub async fn shutdown(self, drain: Duration) {
-        self.accepting.cancel();
-        self.draining.cancel();
-        let deadline = tokio::time::Instant::now() + drain;
-        while self.metrics.sum("hashsplit_shares_in_flight", &[]) > 0.0
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let unanswered = self.metrics.sum("hashsplit_shares_in_flight", &[]);
-        if unanswered > 0.0 {
-            warn!(
-                unanswered,
-                "stopping with shares still unanswered by their pools"
-            );
-        }
-        self.stopping.cancel();
-        self.tasks.close();
-        if tokio::time::timeout(drain, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            warn!("some tasks did not stop in time");
-        }
-        info!("hashsplit stopped");
-    }
 }
 
-/// Serves miners on `listener` (and metrics on `metrics`, if given) until
-/// `shutdown` completes, or until `drain` does and the drain (see
-/// [`Drain::run`]) is over, then shuts down gracefully (see
-/// [`Proxy::shutdown`]). Each config on `reloads` is applied with
+/// Serves miners on `listener` (and HTTP on `http`, if given: see
+/// [`Proxy::serve_http`]) until `shutdown` completes, or until `drain` does
+/// and the drain (see [`Drain::run`]) is over, then shuts down gracefully
+/// (see [`Proxy::shutdown`]). Each config on `reloads` is applied with
 /// [`Proxy::reload`]; `None` stands for a file that could not be loaded.
 pub async fn run(
     config: Config,
     listener: TcpListener,
-    metrics: Option<TcpListener>,
+    http: Option<(TcpListener, HttpOptions)>,
     shutdown: impl Future<Output = ()>,
     drain: impl Future<Output = ()>,
     mut reloads: mpsc::Receiver<Option<Config>>,
 ) -> std::io::Result<()> {
     let proxy = Proxy::start(config, listener)?;
-    if let Some(metrics) = metrics {
-        proxy.serve_metrics(metrics);
+    if let Some((listener, options)) = http {
+        proxy.serve_http(listener, options)?;
     }
     tokio::pin!(shutdown);
     tokio::pin!(drain);

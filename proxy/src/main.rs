@@ -137,7 +137,7 @@ fn init_tracing(level: &str) {
 }
 
 /// Binds the miners' and the metrics listeners and serves until SIGINT or
-/// SIGTERM, reloading `path` on SIGHUP.
+/// SIGTERM, reloading `path` on SIGHUP (and on `POST /api/v1/reload`).
 async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -147,6 +147,10 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let metrics = tokio::net::TcpListener::bind(metrics_listen)
         .await
         .with_context(|| format!("listening for metrics on {metrics_listen}"))?;
+    let http = hashsplit::HttpOptions {
+        config_file: Some(path.clone()),
+        ..hashsplit::HttpOptions::default()
+    };
     let (reloads, reloaded) = tokio::sync::mpsc::channel(1);
     // Listening, and the pools connect as soon as the proxy starts: what
     // systemd's Type=notify waits for.
@@ -192,7 +196,15 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
             alive.cancel();
         }
     };
-    hashsplit::run(config, listener, Some(metrics), shutdown, drain, reloaded).await?;
+    hashsplit::run(
+        config,
+        listener,
+        Some((metrics, http)),
+        shutdown,
+        drain,
+        reloaded,
+    )
+    .await?;
     Ok(())
 }
 

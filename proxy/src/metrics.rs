@@ -165,6 +165,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// 1 if the latest reload was applied (or there was none), else 0.
     pub config_last_reload_successful: IntGauge,
+    /// Control API requests refused for a missing or wrong token.
+    pub api_unauthorized: IntCounter,
     /// Per-worker series (no-ops unless [`Metrics::with_per_worker`]).
     pub workers: WorkerMetrics,
 }
@@ -367,7 +369,7 @@ impl Metrics {
             config_reloads: counter_vec(
                 &registry,
                 "hashsplit_config_reloads_total",
-                "Config file reloads (SIGHUP), by result: applied or rejected",
+                "Config reloads (SIGHUP or the control API), by result: applied or rejected",
                 &["result"],
             ),
             config_last_reload_successful: register(
@@ -375,6 +377,13 @@ impl Metrics {
                 IntGauge::new(
                     "hashsplit_config_last_reload_successful",
                     "1 if the latest config reload was applied (or there was none), 0 if it was rejected",
+                ),
+            ),
+            api_unauthorized: register(
+                &registry,
+                IntCounter::new(
+                    "hashsplit_api_unauthorized_total",
+                    "Control API requests refused for a missing or wrong bearer token",
                 ),
             ),
             workers: WorkerMetrics::disabled(),

@@ -11,7 +11,8 @@
 //! name, so reordering changes nothing and renaming is a removal and an
 //! addition. The engine's pool ids never change: a removed pool keeps its
 //! id (down for good, or until a pool of that name comes back) and a new
-//! one gets the next. `[server]`, `[downstream]` and `[metrics]` take
+//! one gets the next. A pool with `enabled = false` counts as gone from
+//! the file. `[server]`, `[downstream]`, `[metrics]` and `[http]` take
 //! effect at the next start; a reload that changes them applies the rest
 //! and says what waits.
 
@@ -70,6 +71,9 @@ impl Reloaded {
         Policy {
             config: self.config.clone(),
             pools: self.pools.iter().map(|p| p.entry.clone()).collect(),
+            // Disabled pools are retired ones here: the engine never sees
+            // them.
+            disabled: Vec::new(),
         }
     }
 }
@@ -124,6 +128,9 @@ pub fn plan(
     }
     if running.metrics != new.metrics {
         restart_needed.push("[metrics]");
+    }
+    if running.http != new.http {
+        restart_needed.push("[http]");
     }
     Reloaded {
         changes,

@@ -306,3 +306,39 @@ fn tls_insecure_false_is_the_default_and_allowed_anywhere() {
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(!policy.pools[0].tls.insecure);
 }
+
+#[test]
+fn a_disabled_pool_is_left_out_of_the_split_but_still_checked() {
+    let text = MINIMAL.replace("name = \"b\"\n", "name = \"b\"\nenabled = false\n");
+    let (policy, _) = Policy::from_toml_str(&text).unwrap();
+    let names: Vec<&str> = policy.pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["a", "c"]);
+    assert_eq!(policy.disabled.len(), 1);
+    assert_eq!(policy.disabled[0].name, "b");
+
+    // Its values are validated like any pool's, and its name stays taken.
+    let bad = MINIMAL.replace(
+        "name = \"b\"\n",
+        "name = \"a\"\nenabled = false\nmax_share = 2\n",
+    );
+    let errors = Policy::from_toml_str(&bad).unwrap_err().errors;
+    let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(
+        messages.iter().any(|m| m.contains("pool[1].max_share")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("duplicate pool name")),
+        "{messages:?}"
+    );
+
+    let none = "[policy]\n[[pool]]\nname = \"a\"\nurl = \"stratum+tcp://a.example:3333\"\n\
+                user = \"me\"\nenabled = false\n";
+    let errors = Policy::from_toml_str(none).unwrap_err().errors;
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("at least one must be enabled"),
+        "{errors:?}"
+    );
+}

@@ -131,4 +131,5 @@ pub fn logs() {
         .try_init();
 }
 pub mod farm;
+pub mod http;
 pub mod scripted;
