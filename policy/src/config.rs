@@ -378,6 +378,18 @@ pub fn read_policy(
         pools: pools.into_iter().map(|(pool, _)| pool).collect(),
         disabled: disabled.into_iter().map(|(pool, _)| pool).collect(),
     };
+    if let Some(name) = &fallback
+        && policy.disabled.iter().any(|p| p.name == *name.get_ref())
+    {
+        diag.warning(
+            "policy.fallback",
+            Some(name.span()),
+            format!(
+                "the fallback pool {:?} is disabled: there is no fallback while it is",
+                name.get_ref()
+            ),
+        );
+    }
     warn_about_limits(diag, &policy, policy_span);
     Some(policy)
 }

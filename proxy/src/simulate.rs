@@ -98,6 +98,13 @@ pub fn check_summary(config: &Config) -> String {
             pool.url
         );
     }
+    for pool in &policy.disabled {
+        let _ = writeln!(
+            out,
+            "{:<16}  {:>6}  {:>7}  {}  (disabled)",
+            pool.name, "-", "-", pool.url
+        );
+    }
     if !plan.feasible {
         let _ = writeln!(
             out,

@@ -332,6 +332,19 @@ fn a_disabled_pool_is_left_out_of_the_split_but_still_checked() {
         "{messages:?}"
     );
 
+    let fallback = text.replacen(
+        "max_share = 0.34\n",
+        "max_share = 0.34\nfallback = \"b\"\n",
+        1,
+    );
+    let (_, warnings) = Policy::from_toml_str(&fallback).unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.to_string().contains("fallback pool \"b\" is disabled")),
+        "{warnings:?}"
+    );
+
     let none = "[policy]\n[[pool]]\nname = \"a\"\nurl = \"stratum+tcp://a.example:3333\"\n\
                 user = \"me\"\nenabled = false\n";
     let errors = Policy::from_toml_str(none).unwrap_err().errors;

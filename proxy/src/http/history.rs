@@ -180,6 +180,8 @@ struct Keeper {
     start: Instant,
     next_sample: Instant,
     seen: HashMap<String, Seen>,
+    /// Miners moved onto each pool since the last switch event.
+    moved: BTreeMap<String, u64>,
     reloads: (f64, f64),
     snapshot: Snapshot,
 }
@@ -193,6 +195,7 @@ impl Keeper {
             start,
             next_sample: start,
             seen: HashMap::new(),
+            moved: BTreeMap::new(),
             reloads: (0.0, 0.0),
             snapshot: Snapshot {
                 sample_every: sample_every.as_secs_f64(),
@@ -227,7 +230,6 @@ impl Keeper {
         let credited_total: f64 = credited.values().sum();
 
         let mut rows = Vec::new();
-        let mut moved = Vec::new();
         for (index, pool) in config.policy.pools.iter().enumerate() {
             let name = pool.name.as_str();
             let row = plan.pools.iter().find(|row| row.name == name);
@@ -251,7 +253,7 @@ impl Keeper {
                 push_event(&mut self.snapshot.events, unix, kind, Some(name), message);
             }
             if switches > seen.switches {
-                moved.push(format!("{} to {name}", switches - seen.switches));
+                *self.moved.entry(pool.name.clone()).or_default() += switches - seen.switches;
             }
             if blocks > seen.blocks {
                 let message = format!("block candidate found on {name}");
@@ -330,7 +332,12 @@ impl Keeper {
                 block_candidates: 0,
             });
         }
-        if !moved.is_empty() {
+        // Moves are many on a busy farm: one event a sample says them all.
+        if sampling && !self.moved.is_empty() {
+            let moved: Vec<String> = std::mem::take(&mut self.moved)
+                .into_iter()
+                .map(|(pool, n)| format!("{n} to {pool}"))
+                .collect();
             let message = format!("miners moved: {}", moved.join(", "));
             push_event(&mut self.snapshot.events, unix, "switch", None, message);
         }
@@ -389,7 +396,9 @@ fn push_event(
     message: String,
 ) {
     if events.len() == EVENTS {
-        events.pop_front();
+        // Rarer events (a pool down, a block) outlive the many moves.
+        let oldest_move = events.iter().position(|e| e.kind == "switch");
+        events.remove(oldest_move.unwrap_or(0));
     }
     events.push_back(Event {
         unix,
@@ -459,4 +468,98 @@ fn has_labels(sample: &prometheus::proto::Metric, labels: &[(&str, &str)]) -> bo
             .iter()
             .any(|l| l.name() == *name && l.value() == *value)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use hashsplit_policy::Engine;
+
+    use super::*;
+
+    fn sources() -> Sources {
+        let text = "[policy]\nmax_share = 0.6\n\
+            [[pool]]\nname = \"a\"\nurl = \"stratum+tcp://a.example:3333\"\nuser = \"u\"\n\
+            [[pool]]\nname = \"b\"\nurl = \"stratum+tcp://b.example:3333\"\nuser = \"u\"\n\
+            [[pool]]\nname = \"c\"\nurl = \"stratum+tcp://c.example:3333\"\nuser = \"u\"\n\
+            enabled = false\n";
+        let (config, _) = Config::from_toml_str(text).unwrap();
+        let metrics = Metrics::new(&["a".into(), "b".into()]);
+        let plan = Engine::new(config.policy.clone()).plan(hashsplit_policy::Instant::ZERO);
+        Sources {
+            metrics,
+            assignment: watch::channel(Arc::new(plan)).1,
+            config: watch::channel(Arc::new(config)).1,
+        }
+    }
+
+    fn kinds(keeper: &Keeper) -> Vec<&'static str> {
+        keeper.snapshot.events.iter().map(|e| e.kind).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pools_going_up_and_blocks_become_events_and_rows_follow_the_metrics() {
+        let sources = sources();
+        let metrics = sources.metrics.clone();
+        let mut keeper = Keeper::new(sources, SAMPLE_EVERY);
+        keeper.poll();
+        assert!(keeper.snapshot.events.is_empty());
+        let states: Vec<_> = keeper.snapshot.pools.iter().map(|p| p.state).collect();
+        assert_eq!(states, ["down", "down", "disabled"]);
+
+        metrics.pool_up.with_label_values(&["a"]).set(1);
+        metrics.block_candidates.with_label_values(&["a"]).inc();
+        metrics
+            .credited_difficulty
+            .with_label_values(&["a", "accepted"])
+            .inc_by(3.0);
+        metrics
+            .credited_difficulty
+            .with_label_values(&["b", "accepted"])
+            .inc_by(1.0);
+        keeper.poll();
+        assert_eq!(kinds(&keeper), ["pool-up", "block-candidate"]);
+        let a = &keeper.snapshot.pools[0];
+        assert_eq!((a.state, a.block_candidates, a.run_share), ("up", 1, 0.75));
+        assert_eq!(keeper.snapshot.pools[1].run_share, 0.25);
+
+        metrics.pool_up.with_label_values(&["a"]).set(0);
+        keeper.poll();
+        assert_eq!(kinds(&keeper).last(), Some(&"pool-down"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_sample_per_interval_and_an_hour_of_them_at_most() {
+        let mut keeper = Keeper::new(sources(), SAMPLE_EVERY);
+        keeper.poll();
+        keeper.poll();
+        assert_eq!(
+            keeper.snapshot.samples.len(),
+            1,
+            "polls between samples add none"
+        );
+        for _ in 0..SAMPLES + 20 {
+            tokio::time::advance(SAMPLE_EVERY).await;
+            keeper.poll();
+        }
+        assert_eq!(keeper.snapshot.samples.len(), SAMPLES);
+        let samples = &keeper.snapshot.samples;
+        let span = samples[SAMPLES - 1].t - samples[0].t;
+        assert_eq!(span, (SAMPLES - 1) as f64 * SAMPLE_EVERY.as_secs_f64());
+        // Enabled pools only.
+        assert_eq!(samples[0].pools.keys().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_full_ring_drops_the_oldest_move_before_rarer_events() {
+        let mut events = VecDeque::new();
+        push_event(&mut events, 0.0, "pool-down", Some("a"), "a is down".into());
+        for i in 1..EVENTS {
+            push_event(&mut events, i as f64, "switch", None, "moved".into());
+        }
+        push_event(&mut events, 1e6, "pool-up", Some("a"), "a is up".into());
+        assert_eq!(events.len(), EVENTS);
+        assert_eq!(events[0].kind, "pool-down");
+        assert_eq!(events[1].unix, 2.0, "the oldest move went");
+        assert_eq!(events[EVENTS - 1].kind, "pool-up");
+    }
 }
