@@ -126,6 +126,8 @@ pub struct Metrics {
     pub block_candidates_stale: IntCounterVec,
     /// 1 while the pool has a job and answers.
     pub pool_up: IntGaugeVec,
+    /// 1 while a pool is kept from miners for refusing nearly every share.
+    pub pool_quarantined: IntGaugeVec,
     /// Current share difficulty of each pool.
     pub pool_difficulty: GaugeVec,
     /// Upstream connection attempts after the first, by pool.
@@ -241,6 +243,16 @@ impl Metrics {
                     Opts::new(
                         "hashsplit_pool_up",
                         "1 while the pool has a job and answers",
+                    ),
+                    &["pool"],
+                ),
+            ),
+            pool_quarantined: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "hashsplit_pool_quarantined",
+                        "1 while the pool gets no miners for refusing nearly every share",
                     ),
                     &["pool"],
                 ),

@@ -170,6 +170,14 @@ async fn a_pool_refusing_every_share_is_given_no_miners() {
     })
     .await;
     assert!(quarantined, "{:?}", bed.pools[0].stats().totals);
+    assert_eq!(
+        metrics.sum("hashsplit_pool_quarantined", &[("pool", "pool0")]),
+        1.0
+    );
+    assert_eq!(
+        metrics.sum("hashsplit_pool_quarantined", &[("pool", "pool1")]),
+        0.0
+    );
     let emptied = eventually(Duration::from_secs(10), || {
         bed.proxy.assignment().pools[0].miners == 0
     });

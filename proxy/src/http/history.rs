@@ -38,7 +38,8 @@ pub struct PoolRow {
     pub name: String,
     /// `host:port`.
     pub url: String,
-    /// `up`, `down` or `disabled` (`enabled = false` in the config).
+    /// `up`, `down`, `quarantined` (connected, but refusing nearly every
+    /// share) or `disabled` (`enabled = false` in the config).
     pub state: &'static str,
     /// Its cap (its `max_share`, or `[policy] max_share`).
     pub cap: f64,
@@ -234,6 +235,8 @@ impl Keeper {
             let name = pool.name.as_str();
             let row = plan.pools.iter().find(|row| row.name == name);
             let up = gathered.value("hashsplit_pool_up", &[("pool", name)]) > 0.0;
+            let quarantined =
+                !up && gathered.value("hashsplit_pool_quarantined", &[("pool", name)]) > 0.0;
             let blocks = gathered.value("hashsplit_block_candidates_total", &[("pool", name)]);
             let stale_blocks =
                 gathered.value("hashsplit_block_candidates_stale_total", &[("pool", name)]);
@@ -247,6 +250,11 @@ impl Keeper {
             if up != seen.up {
                 let (kind, message) = if up {
                     ("pool-up", format!("{name} is up"))
+                } else if quarantined {
+                    (
+                        "pool-down",
+                        format!("{name} is quarantined: it refuses nearly every share"),
+                    )
                 } else {
                     ("pool-down", format!("{name} is down"))
                 };
@@ -291,7 +299,13 @@ impl Keeper {
             rows.push(PoolRow {
                 name: pool.name.clone(),
                 url: pool.url.to_string(),
-                state: if up { "up" } else { "down" },
+                state: if up {
+                    "up"
+                } else if quarantined {
+                    "quarantined"
+                } else {
+                    "down"
+                },
                 cap,
                 weight: pool.weight,
                 network_share: pool.network_share.map(|s| s.get()),
@@ -523,8 +537,10 @@ mod tests {
         assert_eq!(keeper.snapshot.pools[1].run_share, 0.25);
 
         metrics.pool_up.with_label_values(&["a"]).set(0);
+        metrics.pool_quarantined.with_label_values(&["a"]).set(1);
         keeper.poll();
         assert_eq!(kinds(&keeper).last(), Some(&"pool-down"));
+        assert_eq!(keeper.snapshot.pools[0].state, "quarantined");
     }
 
     #[tokio::test(start_paused = true)]

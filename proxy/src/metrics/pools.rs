@@ -53,6 +53,7 @@ impl Metrics {
         touch.apply(&self.block_candidates, &[pool]);
         touch.apply(&self.block_candidates_stale, &[pool]);
         touch.apply(&self.pool_up, &[pool]);
+        touch.apply(&self.pool_quarantined, &[pool]);
         touch.apply(&self.pool_difficulty, &[pool]);
         touch.apply(&self.upstream_reconnects, &[pool]);
         touch.apply(&self.upstream_jobs, &[pool]);

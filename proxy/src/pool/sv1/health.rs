@@ -109,6 +109,10 @@ impl Link {
             "the pool refuses nearly every share: it gets no miners for a while"
         );
         up.set_up(false);
+        up.metrics
+            .pool_quarantined
+            .with_label_values(&[&up.name])
+            .set(1);
     }
 
     /// Marks the pool up once it is authorized, has a job, and said its
@@ -122,6 +126,10 @@ impl Link {
         if up.refusals().quarantined(Instant::now(), &up.name) {
             return;
         }
+        up.metrics
+            .pool_quarantined
+            .with_label_values(&[&up.name])
+            .set(0);
         if self.authorized && has_job && difficulty_settled {
             self.set_up(up);
         }
