@@ -152,6 +152,16 @@ async fn read_endpoints_show_the_running_farm() {
     let farm = Farm::start("read", false).await;
     let http = farm.http;
 
+    // The snapshot is refreshed every second: wait for one with the pools up.
+    assert!(
+        eventually_async(Duration::from_secs(10), || async {
+            let pools = farm.pools().await;
+            pools
+                .iter()
+                .all(|p| p["state"] == "up" && p["last_job_age_seconds"].is_number())
+        })
+        .await
+    );
     let pools = farm.pools().await;
     let names: Vec<&str> = pools.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["pool0", "pool1"]);
