@@ -15,7 +15,7 @@
 //!
 //! Every connection is its own task, so a client that is idle, slow or
 //! never reads costs only its own socket: the request head must arrive
-//! within [`HEADER_TIMEOUT`] (also between keep-alive requests), a body
+//! within [`HEADER_TIMEOUT`], a body
 //! within [`BODY_TIMEOUT`], and a connection is wound up after
 //! [`MAX_LIFETIME`]. Only past [`MAX_CONNECTIONS`] open at once are new
 //! ones closed at once, a number no handful of idle clients reaches.
@@ -46,8 +46,8 @@ use crate::metrics::Metrics;
 use api::View;
 use control::Control;
 
-/// Time a client has to send a request head, counted from the connection
-/// or the previous answer.
+/// Time a client has to send its request head, counted from the
+/// connection.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send a request body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -317,7 +317,7 @@ pub async fn serve(listener: TcpListener, site: Arc<Site>, shutdown: Cancellatio
     .await;
 }
 
-/// Serves one connection: keep-alive requests, each head within
+/// Serves one connection: one request, its head within
 /// [`HEADER_TIMEOUT`], for at most [`MAX_LIFETIME`].
 async fn connection(stream: TcpStream, site: Arc<Site>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
@@ -330,7 +330,9 @@ async fn connection(stream: TcpStream, site: Arc<Site>, shutdown: CancellationTo
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_header_size(MAX_HEAD)
-        .keep_alive(true);
+        // One request per connection, as before hyper: clients (scripts,
+        // health checkers) may read an answer to EOF.
+        .keep_alive(false);
     let served = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(served);
     tokio::select! {
