@@ -23,6 +23,7 @@ pub mod drain;
 pub mod exporter;
 pub mod extranonce;
 pub mod jobs;
+pub mod listen;
 pub mod metrics;
 pub mod node;
 pub mod policy_task;
