@@ -265,8 +265,14 @@ impl Session {
         let server = &self.shared.config.server;
         let (handshake_timeout, idle_timeout) = (server.handshake_timeout, server.idle_timeout);
         // One timer for the deadline and vardiff: an idle miner's task
-        // holds a single `Sleep`, not an `Interval` of its own.
+        // holds a single `Sleep`, not an `Interval` of its own. It and the
+        // cancellation waits live across events, so waking every miner for
+        // a new block does not also re-register each of them.
         let mut next_retarget = Instant::now() + VARDIFF_TICK;
+        let timer = sleep_until(self.started + handshake_timeout);
+        let (shutdown, draining) = (self.shutdown.clone(), self.shared.draining.clone());
+        let (stopped, drained) = (shutdown.cancelled(), draining.cancelled());
+        tokio::pin!(timer, stopped, drained);
         loop {
             let authorized = !self.workers.is_empty();
             let deadline = if authorized {
@@ -280,12 +286,15 @@ impl Session {
                 deadline
             };
             let wake = self.leaving.map_or(wake, |leaving| wake.min(leaving.by));
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
             let watched = self.current.unwrap_or(PoolId(0)).index();
             let event = tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => return Ended::Shutdown,
+                () = &mut stopped => return Ended::Shutdown,
                 Some(answer) = self.pending.next() => Event::PoolAnswer(answer),
-                () = self.shared.draining.cancelled(), if !self.draining => Event::Draining,
+                () = &mut drained, if !self.draining => Event::Draining,
                 () = self.shared.drain.turn(), if self.leaving.is_none() => Event::Turn,
                 line = self.wire.next_line(), if !self.draining => match line {
                     Some(Ok(line)) => Event::Line(line),
@@ -296,7 +305,7 @@ impl Session {
                 },
                 Ok(()) = self.pools[watched].changed(), if self.current.is_some() => Event::PoolState,
                 Ok(()) = self.assignment.changed(), if authorized => Event::Assignment,
-                () = sleep_until(wake) => {
+                () = &mut timer => {
                     let now = Instant::now();
                     if self.leaving.is_some_and(|leaving| now >= leaving.by) {
                         Event::LeaveDue
