@@ -375,6 +375,10 @@ fn listen_address(child: &mut Child) -> anyhow::Result<SocketAddr> {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { return };
+            // The proxy's warnings say what went wrong at this scale.
+            if line.contains(" WARN ") || line.contains(" ERROR ") {
+                eprintln!("hashsplit: {line}");
+            }
             // Keep draining so the proxy never blocks on a full pipe.
             let _ = tx.send(line);
         }
