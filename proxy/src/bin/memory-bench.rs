@@ -69,8 +69,9 @@ fn main() -> anyhow::Result<()> {
     if !limit.enough() {
         bail!(
             "memory-bench needs {needed} open files for {} miners (the proxy needs as many), \
-             but the limit is {} (hard {}): run it as root, or raise the hard limit \
-             (`ulimit -Hn {needed}`, LimitNOFILE=), or connect fewer miners",
+             but the limit is {} (hard {}): raising the hard limit takes root with \
+             CAP_SYS_RESOURCE (`ulimit -Hn {needed}`, or LimitNOFILE= in systemd); \
+             or connect fewer miners",
             args.miners,
             limit.soft,
             limit.hard
