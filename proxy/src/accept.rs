@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -154,25 +155,29 @@ pub(crate) async fn run(
         };
         metrics.downstream_connects.inc();
         metrics.downstream_connections.inc();
+        // A clone of the proxy's token, not a child: a child token is a
+        // node of its own (with a lock and a list) for every miner, and
+        // nothing cancels one session alone.
         let session = Session::new(
             Arc::clone(&shared),
             stream,
             peer,
             extranonce1,
-            stopping.child_token(),
+            stopping.clone(),
         );
+        // Counted down even if the session were to panic.
+        let open = Open(metrics.clone());
         let metrics = metrics.clone();
-        tasks.spawn(async move {
-            // Counted down even if the session were to panic.
-            let open = Open(metrics.clone());
-            let ended = session.run().await;
+        // `map`, not an `async` block awaiting the session: such a block
+        // would keep room for the session and for its running future.
+        tasks.spawn(session.run().map(move |ended| {
             drop(slot);
             drop(open);
             metrics
                 .downstream_disconnects
                 .with_label_values(&[ended.as_str()])
                 .inc();
-        });
+        }));
     }
 }
 

@@ -39,7 +39,7 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address miners connect to (default `0.0.0.0:3333`).
     pub listen: SocketAddr,
-    /// Most miner connections at once (default 10000).
+    /// Most miner connections at once (default 100000).
     pub max_connections: u32,
     /// Most connections from one IP address (default 1000).
     pub max_connections_per_ip: u32,
@@ -61,7 +61,8 @@ pub struct ServerConfig {
 /// `[downstream]`: what each miner is told.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DownstreamConfig {
-    /// Bytes of the proxy-chosen per-miner extranonce1 prefix (default 2).
+    /// Bytes of the proxy-chosen per-miner extranonce1 prefix (default 3:
+    /// room for 16 million miners, where 2 bytes stop at 65,280).
     pub extranonce1_size: u8,
     /// Bytes of extranonce2 the miner rolls, 1..=8 (default 4).
     pub extranonce2_size: u8,
@@ -102,7 +103,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 3333)),
-            max_connections: 10_000,
+            max_connections: 100_000,
             max_connections_per_ip: 1000,
             handshake_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
@@ -116,7 +117,7 @@ impl Default for ServerConfig {
 impl Default for DownstreamConfig {
     fn default() -> Self {
         DownstreamConfig {
-            extranonce1_size: 2,
+            extranonce1_size: 3,
             extranonce2_size: 4,
             share_rate: 20.0,
             min_difficulty: 0.001,
@@ -221,6 +222,7 @@ impl Config {
                 ),
             }
         }
+        warn_extranonce_space(&mut diag, &server, &downstream);
         let policy = if parsed {
             read_policy(&mut diag, policy, pools)
         } else {
@@ -242,6 +244,29 @@ impl Config {
             source: Arc::from(text),
         };
         Ok((config, warnings))
+    }
+}
+
+/// Warns when `max_connections` miners cannot all get an extranonce1: the
+/// prefixes run out first (their first byte is never zero, see
+/// [`crate::extranonce`]), and later miners are refused.
+fn warn_extranonce_space(
+    diag: &mut Diagnostics<'_>,
+    server: &ServerConfig,
+    downstream: &DownstreamConfig,
+) {
+    let size = u32::from(downstream.extranonce1_size);
+    let space = 255u64 << (8 * (size - 1));
+    if u64::from(server.max_connections) > space {
+        diag.warning(
+            "downstream.extranonce1_size",
+            None,
+            format!(
+                "{size}-byte extranonce1s give {space} miners at most, fewer than \
+                 server.max_connections ({}): later miners are refused",
+                server.max_connections
+            ),
+        );
     }
 }
 

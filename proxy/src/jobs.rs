@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 
 use hashsplit_policy::PoolId;
-use hashsplit_stratum::{Difficulty, Job, JobError, Notify, Target};
+use hashsplit_stratum::{Difficulty, Id, Job, JobError, Method, Notify, ServerMethod, Target};
 
 /// The pool's extranonce as its subscribe (or set_extranonce) gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +154,9 @@ pub struct PoolJob {
     pub pool_job_id: Arc<str>,
     /// The notify sent to miners: proxy job id and `coinb1'`.
     pub notify: Notify,
+    /// `notify` rendered as a line (with its newline), with `clean_jobs`
+    /// false and true: every miner is sent these same bytes.
+    lines: [Box<[u8]>; 2],
     /// Prepared for validating miners' shares (`P + D` extranonce bytes).
     pub job: Job,
     /// The pool's difficulty in force when the job came.
@@ -201,9 +204,19 @@ impl PoolJob {
             &miner_notify,
             layout.extranonce1_size + layout.extranonce2_size,
         )?;
+        let render = |clean_jobs| {
+            let notify = Notify {
+                clean_jobs,
+                ..miner_notify.clone()
+            };
+            let mut line = ServerMethod::Notify(notify).to_line(Id::Null);
+            line.push('\n');
+            line.into_bytes().into_boxed_slice()
+        };
         Ok(PoolJob {
             pool,
             pool_job_id: Arc::from(notify.job_id.as_str()),
+            lines: [render(false), render(true)],
             notify: miner_notify,
             job,
             pool_difficulty,
@@ -212,6 +225,12 @@ impl PoolJob {
             padding,
             layout,
         })
+    }
+
+    /// Returns the `mining.notify` line for this job, newline included,
+    /// with `clean_jobs` as given.
+    pub fn notify_line(&self, clean_jobs: bool) -> &[u8] {
+        &self.lines[usize::from(clean_jobs)]
     }
 
     /// Returns the extranonce2 the pool expects for a miner's share:

@@ -24,6 +24,7 @@ pub mod drain;
 pub mod extranonce;
 pub mod http;
 pub mod jobs;
+pub mod listen;
 pub mod metrics;
 pub mod node;
 pub mod policy_task;

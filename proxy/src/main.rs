@@ -140,9 +140,9 @@ fn init_tracing(level: &str) {
 /// SIGTERM, reloading `path` on SIGHUP (and on `POST /api/v1/reload`).
 async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let listen = config.server.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let listener = hashsplit::listen::miners(listen)
         .with_context(|| format!("listening for miners on {listen}"))?;
+    open_files(&config);
     let metrics_listen = config.metrics.listen;
     let metrics = tokio::net::TcpListener::bind(metrics_listen)
         .await
@@ -206,6 +206,23 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// Raises the open-file limit to fit `max_connections`, or warns that it
+/// cannot: past the limit, accepts fail and miners are turned away.
+fn open_files(config: &Config) {
+    let needed = u64::from(config.server.max_connections) + hashsplit::listen::SPARE_FILES;
+    match hashsplit::listen::raise_open_files(needed) {
+        Ok(limit) if limit.enough() => {}
+        Ok(limit) => tracing::warn!(
+            soft = limit.soft,
+            hard = limit.hard,
+            needed,
+            "the open-file limit is below max_connections: raise it (LimitNOFILE= in \
+             systemd, `ulimit -n`) or lower server.max_connections"
+        ),
+        Err(e) => tracing::warn!(error = %e, needed, "cannot read or raise the open-file limit"),
+    }
 }
 
 /// Reads the config file again, logging its warnings and problems.

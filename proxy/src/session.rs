@@ -12,27 +12,28 @@ mod leave;
 mod reconnect;
 mod routing;
 mod submit;
+#[cfg(test)]
+mod tests;
+mod wire;
 
 pub use reconnect::ReconnectLimiter;
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{SinkExt, StreamExt};
 use hashsplit_policy::{Assignment, MinerId, Observation, PoolId};
 use hashsplit_stratum::{
-    ClientMethod, CodecError, Configure, ConfigureResult, Difficulty, Id, Incoming, LineCodec,
-    Method, Notify, ParseError, Response, ServerMethod, StratumError, SubscribeResult,
+    ClientMethod, CodecError, Configure, ConfigureResult, Difficulty, Id, Incoming, Method,
+    ParseError, Response, ServerMethod, StratumError, SubscribeResult,
 };
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use tokio::time::{Instant, sleep_until};
-use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -44,6 +45,7 @@ use crate::metrics::{Metrics, WorkerSeries};
 use crate::policy_task::PolicyHandle;
 use crate::pool::{PoolHandle, Pools};
 use crate::vardiff::Vardiff;
+use wire::MinerWire;
 
 /// Unreadable lines in a row before a miner is disconnected.
 const MAX_BAD_LINES: u32 = 20;
@@ -125,7 +127,19 @@ impl Ended {
     }
 }
 
-type MinerFramed = Framed<TcpStream, LineCodec>;
+/// What woke an idle session.
+enum Event {
+    PoolAnswer((Id, crate::metrics::Outcome)),
+    Draining,
+    /// The proxy drains and it is this session's turn to leave.
+    Turn,
+    /// The time to leave by has come.
+    LeaveDue,
+    Line(String),
+    PoolState,
+    Assignment,
+    Retarget,
+}
 
 /// One connected miner.
 pub struct Session {
@@ -143,10 +157,13 @@ pub struct Session {
     draining: bool,
     /// Set once the proxy drains and it is this session's turn to leave.
     leaving: Option<leave::Leaving>,
-    framed: MinerFramed,
+    wire: MinerWire,
     shutdown: CancellationToken,
     subscribed: bool,
-    workers: BTreeSet<String>,
+    /// The workers authorized on this connection, first first (a farm
+    /// proxy has one; a `Vec` costs less than a set and 64 at most are
+    /// searched).
+    workers: Vec<String>,
     /// This connection's hold on its workers' per-worker series.
     worker_series: Vec<WorkerSeries>,
     joined: bool,
@@ -190,7 +207,7 @@ impl Session {
             downstream.share_rate,
             now,
         );
-        let framed = Framed::new(stream, LineCodec::new(shared.config.server.max_line_length));
+        let wire = MinerWire::new(stream, shared.config.server.max_line_length);
         let mut pool_set = shared.pools.clone();
         let pools = pool_set
             .if_changed()
@@ -208,10 +225,10 @@ impl Session {
             rejects_in_a_row: 0,
             draining: false,
             leaving: None,
-            framed,
+            wire,
             shutdown,
             subscribed: false,
-            workers: BTreeSet::new(),
+            workers: Vec::new(),
             worker_series: Vec::new(),
             joined: false,
             version_mask: None,
@@ -247,7 +264,15 @@ impl Session {
     async fn serve(&mut self) -> Ended {
         let server = &self.shared.config.server;
         let (handshake_timeout, idle_timeout) = (server.handshake_timeout, server.idle_timeout);
-        let mut vardiff_tick = tokio::time::interval(VARDIFF_TICK);
+        // One timer for the deadline and vardiff: an idle miner's task
+        // holds a single `Sleep`, not an `Interval` of its own. It and the
+        // cancellation waits live across events, so waking every miner for
+        // a new block does not also re-register each of them.
+        let mut next_retarget = Instant::now() + VARDIFF_TICK;
+        let timer = sleep_until(self.started + handshake_timeout);
+        let (shutdown, draining) = (self.shutdown.clone(), self.shared.draining.clone());
+        let (stopped, drained) = (shutdown.cancelled(), draining.cancelled());
+        tokio::pin!(timer, stopped, drained);
         loop {
             let authorized = !self.workers.is_empty();
             let deadline = if authorized {
@@ -255,53 +280,91 @@ impl Session {
             } else {
                 self.started + handshake_timeout
             };
+            let wake = if authorized {
+                deadline.min(next_retarget)
+            } else {
+                deadline
+            };
+            let wake = self.leaving.map_or(wake, |leaving| wake.min(leaving.by));
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
             let watched = self.current.unwrap_or(PoolId(0)).index();
-            let result = tokio::select! {
+            let event = tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => return Ended::Shutdown,
-                Some(answer) = self.pending.next() => self.on_pool_answer(answer).await,
-                () = self.shared.draining.cancelled(), if !self.draining => {
-                    self.draining = true;
-                    Ok(())
-                }
-                () = self.shared.drain.turn(), if self.leaving.is_none() => {
-                    self.on_turn();
-                    Ok(())
-                }
-                () = sleep_until(self.leaving.map_or(deadline, |l| l.by)), if self.leaving.is_some() => {
-                    self.leave_when_settled(true).await
-                }
-                line = self.framed.next(), if !self.draining => match line {
-                    Some(Ok(line)) => {
-                        self.last_line = Instant::now();
-                        self.on_line(&line).await
-                    }
+                () = &mut stopped => return Ended::Shutdown,
+                Some(answer) = self.pending.next() => Event::PoolAnswer(answer),
+                () = &mut drained, if !self.draining => Event::Draining,
+                () = self.shared.drain.turn(), if self.leaving.is_none() => Event::Turn,
+                line = self.wire.next_line(), if !self.draining => match line {
+                    Some(Ok(line)) => Event::Line(line),
                     Some(Err(CodecError::LineTooLong { .. })) => return Ended::LineTooLong,
                     Some(Err(CodecError::InvalidUtf8 { .. } | CodecError::NewlineInLine { .. })) => return Ended::BadInput,
                     Some(Err(_)) => return Ended::IoError,
                     None => return self.closed(),
                 },
-                Ok(()) = self.pools[watched].changed(), if self.current.is_some() => {
-                    self.on_pool_state().await
-                }
-                Ok(()) = self.assignment.changed(), if authorized => self.follow_assignment().await,
-                _ = vardiff_tick.tick(), if authorized => self.retarget().await,
-                () = sleep_until(deadline) => {
-                    return if authorized { Ended::Idle } else { Ended::HandshakeTimeout };
+                Ok(()) = self.pools[watched].changed(), if self.current.is_some() => Event::PoolState,
+                Ok(()) = self.assignment.changed(), if authorized => Event::Assignment,
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if self.leaving.is_some_and(|leaving| now >= leaving.by) {
+                        Event::LeaveDue
+                    } else if now >= deadline {
+                        return if authorized { Ended::Idle } else { Ended::HandshakeTimeout };
+                    } else {
+                        next_retarget = now + VARDIFF_TICK;
+                        Event::Retarget
+                    }
                 }
             };
-            if let Err(ended) = result {
-                return ended;
-            }
-            if let Err(ended) = self.leave_when_settled(false).await {
+            // The handlers' futures are large (a submit's path is deep)
+            // and live only while an event is handled: boxed, they cost an
+            // idle miner nothing.
+            let handled = Box::pin(async {
+                self.on_event(event).await?;
+                self.leave_when_settled(false).await
+            });
+            if let Err(ended) = handled.await {
                 return ended;
             }
         }
     }
 
+    async fn on_event(&mut self, event: Event) -> Result<(), Ended> {
+        match event {
+            Event::PoolAnswer(answer) => self.on_pool_answer(answer).await,
+            Event::Draining => {
+                self.draining = true;
+                Ok(())
+            }
+            Event::Turn => {
+                self.on_turn();
+                Ok(())
+            }
+            Event::LeaveDue => self.leave_when_settled(true).await,
+            Event::Line(line) => {
+                self.last_line = Instant::now();
+                self.on_line(&line).await
+            }
+            Event::PoolState => self.on_pool_state().await,
+            Event::Assignment => self.follow_assignment().await,
+            Event::Retarget => self.retarget().await,
+        }
+    }
+
     /// Writes one line to the miner.
-    async fn send(&mut self, line: String) -> Result<(), Ended> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.framed.send(line)).await {
+    async fn send(&mut self, mut line: String) -> Result<(), Ended> {
+        if line.contains('\n') {
+            // It would reach the miner as two lines.
+            return Err(Ended::IoError);
+        }
+        line.push('\n');
+        self.write(line.as_bytes()).await
+    }
+
+    /// Writes bytes that end in a newline (a rendered line) to the miner.
+    async fn write(&mut self, line: &[u8]) -> Result<(), Ended> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.wire.write_line(line)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) | Err(_) => Err(Ended::IoError),
         }
@@ -405,13 +468,14 @@ impl Session {
         }
         let first = self.workers.is_empty();
         if !self.workers.contains(&user) {
-            self.worker_series
-                .push(self.shared.metrics.workers.join(&user));
+            if let Some(series) = self.shared.metrics.workers.join(&user) {
+                self.worker_series.push(series);
+            }
+            self.workers.push(user);
         }
-        self.workers.insert(user);
         self.reply(id, true.into()).await?;
         if first {
-            info!(miner = %self.miner, peer = %self.peer, worker = %self.workers.first().map(String::as_str).unwrap_or(""), "miner authorized");
+            info!(miner = %self.miner, peer = %self.peer, worker = %self.workers[0], "miner authorized");
             self.joined = true;
             self.shared
                 .policy
@@ -473,12 +537,9 @@ impl Session {
     async fn send_job(&mut self, job: Arc<PoolJob>, clean: bool) -> Result<(), Ended> {
         self.vardiff.cap(job.pool_difficulty, Instant::now());
         self.send_difficulty().await?;
-        let notify = Notify {
-            clean_jobs: clean,
-            ..job.notify.clone()
-        };
-        self.send(ServerMethod::Notify(notify).to_line(Id::Null))
-            .await?;
+        // Every miner with this layout is sent the same bytes: rendered
+        // once per job, not once per miner.
+        self.write(job.notify_line(clean)).await?;
         self.book.sent(Arc::clone(&job), self.vardiff.current());
         self.sent_job = Some(job);
         Ok(())

@@ -29,8 +29,8 @@ async fn a_cpuminer_subscribes_authorizes_and_gets_difficulty_then_a_clean_job()
     let result = hashsplit_stratum::SubscribeResult::from_result(&subscribed.result).unwrap();
     assert_eq!(
         result.extranonce1.len(),
-        2,
-        "the proxy's own extranonce1 (P = 2)"
+        3,
+        "the proxy's own extranonce1 (P = 3)"
     );
     assert_eq!(result.extranonce2_size, 4, "the miner rolls D = 4 bytes");
 
@@ -52,9 +52,9 @@ async fn a_cpuminer_subscribes_authorizes_and_gets_difficulty_then_a_clean_job()
     assert_eq!(difficulty, Difficulty::try_new(1.0 / 1024.0).unwrap());
     let job = miner.next_job().await.unwrap();
     assert!(job.clean_jobs);
-    // coinb1 carries the pool's extranonce1 (4 bytes) and padding (8 − 2 − 4).
+    // coinb1 carries the pool's extranonce1 (4 bytes) and padding (8 − 3 − 4).
     let pool_job = bed.pools[0].current_job();
-    assert_eq!(job.coinb1.len(), pool_job.notify.coinb1.len() + 4 + 2);
+    assert_eq!(job.coinb1.len(), pool_job.notify.coinb1.len() + 4 + 1);
     assert_eq!(
         job.coinb1[..pool_job.notify.coinb1.len()],
         pool_job.notify.coinb1[..]

@@ -16,9 +16,9 @@ async fn miners_reconnect_once_for_a_narrow_pool_and_then_mine_it() {
         difficulty: Difficulty::try_new(1e-5).unwrap(),
         ..SimPoolConfig::default()
     };
-    // 4 bytes of extranonce2 cannot hold the proxy's 2 + 4.
+    // 5 bytes of extranonce2 cannot hold the proxy's 3 + 4.
     let narrow = SimPoolConfig {
-        extranonce2_size: 4,
+        extranonce2_size: 5,
         ..wide.clone()
     };
     let policy = "[policy]\nmax_share = 0.5\nwindow = \"20s\"\nmin_dwell = \"2s\"\nrebalance_every = \"1s\"\n";

@@ -46,7 +46,7 @@ max_line_length = 4096
 proxy_protocol = true
 
 [downstream]
-extranonce1_size = 3
+extranonce1_size = 2
 extranonce2_size = 8
 share_rate = 30
 min_difficulty = 1
@@ -68,7 +68,7 @@ max_workers = 20
     assert!(config.server.proxy_protocol);
     assert!(!ServerConfig::default().proxy_protocol);
     assert!(crate::simulate::check_summary(&config).contains("PROXY protocol header required"));
-    assert_eq!(config.downstream.extranonce1_size, 3);
+    assert_eq!(config.downstream.extranonce1_size, 2);
     assert_eq!(config.downstream.extranonce2_size, 8);
     assert_eq!(config.downstream.share_rate, 30.0);
     assert_eq!(config.downstream.version_mask, 0x00ff_e000);
@@ -134,4 +134,19 @@ user = "me"
 fn a_syntax_error_is_reported_with_its_line() {
     let error = Config::from_toml_str("[server]\nlisten = \n").unwrap_err();
     assert_eq!(error.errors[0].location.map(|l| l.0), Some(2));
+}
+
+#[test]
+fn a_narrow_extranonce1_for_max_connections_is_warned_about() {
+    let text = format!("[downstream]\nextranonce1_size = 2\n{POLICY}");
+    let (_, warnings) = Config::from_toml_str(&text).unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.path == "downstream.extranonce1_size" && w.message.contains("65280")),
+        "{warnings:?}"
+    );
+    let text =
+        format!("[server]\nmax_connections = 60000\n[downstream]\nextranonce1_size = 2\n{POLICY}");
+    assert!(Config::from_toml_str(&text).unwrap().1.is_empty());
 }

@@ -56,7 +56,7 @@ struct Entry {
 #[derive(Debug)]
 #[must_use = "the worker's series are removed when this is dropped"]
 pub struct WorkerSeries {
-    inner: Option<Arc<Inner>>,
+    inner: Arc<Inner>,
     key: String,
 }
 
@@ -95,10 +95,13 @@ impl WorkerMetrics {
     }
 
     /// Takes a connection's hold on `worker`'s series (creating them if it
-    /// is the first), to be kept while the connection has it authorized.
-    pub fn join(&self, worker: &str) -> WorkerSeries {
+    /// is the first), to be kept while the connection has it authorized;
+    /// `None` when per-worker metrics are off, so a connection then holds
+    /// nothing for them.
+    pub fn join(&self, worker: &str) -> Option<WorkerSeries> {
+        let inner = self.inner.as_ref()?;
         let key = label_key(worker);
-        if let Some(inner) = &self.inner {
+        {
             let mut state = inner.lock();
             let own = state.own < inner.max_workers && key != OVERFLOW;
             let entry = state
@@ -119,10 +122,10 @@ impl WorkerMetrics {
                 inner.credited.with_label_values(&[label]);
             }
         }
-        WorkerSeries {
-            inner: self.inner.clone(),
+        Some(WorkerSeries {
+            inner: Arc::clone(inner),
             key,
-        }
+        })
     }
 
     /// Credits a share of `difficulty` found at `at` to `worker`; ignored if
@@ -183,9 +186,7 @@ impl Inner {
 
 impl Drop for WorkerSeries {
     fn drop(&mut self) {
-        if let Some(inner) = &self.inner {
-            inner.leave(&self.key);
-        }
+        self.inner.leave(&self.key);
     }
 }
 

@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{FutureExt, StreamExt};
 use hashsplit_policy::{Observation, PoolId, Work};
 use hashsplit_stratum::{
     Id, ParseError, Reject, Response, ShareContext, StratumError, Submission, Submit,
@@ -284,32 +284,31 @@ impl Session {
 
     /// Tells the miner what the pool said about a forwarded share, and
     /// about every other one already answered (at most
-    /// [`MAX_ANSWER_BATCH`]), with one flush: under load, one write per
+    /// [`MAX_ANSWER_BATCH`]), in one write: under load, one write per
     /// batch of answers rather than one per share.
     pub(super) async fn on_pool_answer(&mut self, first: (Id, Outcome)) -> Result<(), Ended> {
-        let batch = async {
-            let mut next = Some(first);
-            let mut answered = 0;
-            while let Some((id, outcome)) = next.take() {
-                if !id.is_null() {
-                    let line = if outcome == Outcome::AcceptedByPool {
-                        Response::ok(id, serde_json::Value::Bool(true)).to_line()
-                    } else {
-                        Response::error(id, outcome_error(outcome)).to_line()
-                    };
-                    self.framed.feed(line).await?;
-                }
-                answered += 1;
-                if answered < MAX_ANSWER_BATCH {
-                    next = self.pending.next().now_or_never().flatten();
-                }
+        let mut lines = String::new();
+        let mut next = Some(first);
+        let mut answered = 0;
+        while let Some((id, outcome)) = next.take() {
+            if !id.is_null() {
+                let line = if outcome == Outcome::AcceptedByPool {
+                    Response::ok(id, serde_json::Value::Bool(true)).to_line()
+                } else {
+                    Response::error(id, outcome_error(outcome)).to_line()
+                };
+                lines.push_str(&line);
+                lines.push('\n');
             }
-            SinkExt::<String>::flush(&mut self.framed).await
-        };
-        match tokio::time::timeout(super::WRITE_TIMEOUT, batch).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) | Err(_) => Err(Ended::IoError),
+            answered += 1;
+            if answered < MAX_ANSWER_BATCH {
+                next = self.pending.next().now_or_never().flatten();
+            }
         }
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.write(lines.as_bytes()).await
     }
 }
 

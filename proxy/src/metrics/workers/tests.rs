@@ -82,7 +82,7 @@ fn workers_past_the_cap_share_one_series() {
         credited(&registry),
         [(OVERFLOW.into(), 2.0), ("a".into(), 1.0), ("b".into(), 1.0)]
     );
-    let [a, b, c, d]: [WorkerSeries; 4] = held.try_into().unwrap();
+    let [a, b, c, d]: [Option<WorkerSeries>; 4] = held.try_into().unwrap();
     drop(c);
     assert_eq!(credited(&registry).len(), 3, "d is still in the overflow");
     drop(d);
