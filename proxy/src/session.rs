@@ -25,8 +25,9 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use hashsplit_policy::{Assignment, MinerId, Observation, PoolId};
 use hashsplit_stratum::{
-    ClientMethod, CodecError, Configure, ConfigureResult, Difficulty, Id, Incoming, LineCodec,
-    Method, Notify, ParseError, Response, ServerMethod, StratumError, SubscribeResult,
+    ClientMethod, CodecError, Configure, ConfigureResult, Difficulty, Id, Incoming,
+    LenientLineCodec, Line, Method, Notify, ParseError, ParseErrorKind, Response, ServerMethod,
+    StratumError, SubscribeResult,
 };
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -96,7 +97,7 @@ pub enum Ended {
     HandshakeTimeout,
     /// A line over the maximum length.
     LineTooLong,
-    /// Too many unreadable lines, or bytes that are not UTF-8.
+    /// Too many unreadable lines in a row.
     BadInput,
     /// Too many shares rejected in a row.
     TooManyRejects,
@@ -125,7 +126,7 @@ impl Ended {
     }
 }
 
-type MinerFramed = Framed<TcpStream, LineCodec>;
+type MinerFramed = Framed<TcpStream, LenientLineCodec>;
 
 /// One connected miner.
 pub struct Session {
@@ -190,7 +191,10 @@ impl Session {
             downstream.share_rate,
             now,
         );
-        let framed = Framed::new(stream, LineCodec::new(shared.config.server.max_line_length));
+        let framed = Framed::new(
+            stream,
+            LenientLineCodec::new(shared.config.server.max_line_length),
+        );
         let mut pool_set = shared.pools.clone();
         let pools = pool_set
             .if_changed()
@@ -274,10 +278,15 @@ impl Session {
                 line = self.framed.next(), if !self.draining => match line {
                     Some(Ok(line)) => {
                         self.last_line = Instant::now();
-                        self.on_line(&line).await
+                        match line {
+                            Line::Text(line) => self.on_line(&line).await,
+                            Line::NotUtf8 { valid_up_to } => {
+                                let kind = ParseErrorKind::NotUtf8 { valid_up_to };
+                                self.on_bad_line(ParseError::bare(kind)).await
+                            }
+                        }
                     }
                     Some(Err(CodecError::LineTooLong { .. })) => return Ended::LineTooLong,
-                    Some(Err(CodecError::InvalidUtf8 { .. } | CodecError::NewlineInLine { .. })) => return Ended::BadInput,
                     Some(Err(_)) => return Ended::IoError,
                     None => return self.closed(),
                 },
@@ -326,9 +335,12 @@ impl Session {
         } else {
             debug!(miner = %self.miner, %error, "unreadable line from miner");
         }
-        if let Some(response) = error.to_response() {
-            self.send(response.to_line()).await?;
-        }
+        // A line without a usable id (not JSON, or an id that cannot be
+        // one) is still answered, with a null id, so the miner hears why.
+        let response = error
+            .to_response()
+            .unwrap_or_else(|| Response::error(Id::Null, StratumError::other(error.to_string())));
+        self.send(response.to_line()).await?;
         self.bad_lines += 1;
         if self.bad_lines >= MAX_BAD_LINES {
             warn!(miner = %self.miner, peer = %self.peer, "too many unreadable lines; disconnecting");

@@ -77,36 +77,15 @@ impl LineCodec {
         }
     }
 
-    /// Returns `raw` without its line ending, as a string; `None` if empty.
-    fn finish(&self, raw: &[u8]) -> Result<Option<String>, CodecError> {
-        let line = raw.strip_suffix(b"\n").unwrap_or(raw);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() > self.max_length {
-            return Err(self.too_long());
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        match std::str::from_utf8(line) {
-            Ok(text) => Ok(Some(text.to_owned())),
-            Err(e) => Err(CodecError::InvalidUtf8 {
-                valid_up_to: e.valid_up_to(),
-            }),
-        }
-    }
-}
-
-impl Decoder for LineCodec {
-    type Item = String;
-    type Error = CodecError;
-
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<String>, CodecError> {
+    /// Returns the next line without its ending, skipping blank lines, or
+    /// `None` when no whole line is buffered yet.
+    fn next_line(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, CodecError> {
         loop {
             match buf[self.scanned..].iter().position(|b| *b == b'\n') {
                 Some(at) => {
-                    let raw = buf.split_to(self.scanned + at + 1);
+                    let mut raw = buf.split_to(self.scanned + at + 1);
                     self.scanned = 0;
-                    if let Some(line) = self.finish(&raw)? {
+                    if let Some(line) = self.trim(&mut raw)? {
                         return Ok(Some(line));
                     }
                 }
@@ -122,13 +101,110 @@ impl Decoder for LineCodec {
         }
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<String>, CodecError> {
-        if let Some(line) = self.decode(buf)? {
+    /// Returns the last line of a stream that ended without `\n`.
+    fn last_line(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, CodecError> {
+        if let Some(line) = self.next_line(buf)? {
             return Ok(Some(line));
         }
-        let rest = buf.split();
+        let mut rest = buf.split();
         self.scanned = 0;
-        self.finish(&rest)
+        self.trim(&mut rest)
+    }
+
+    /// Strips the line ending off `raw`; `None` if nothing but blanks is left.
+    fn trim(&self, raw: &mut BytesMut) -> Result<Option<BytesMut>, CodecError> {
+        let mut len = raw.len();
+        if raw[..len].ends_with(b"\n") {
+            len -= 1;
+        }
+        if raw[..len].ends_with(b"\r") {
+            len -= 1;
+        }
+        if len > self.max_length {
+            return Err(self.too_long());
+        }
+        raw.truncate(len);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        Ok(Some(std::mem::take(raw)))
+    }
+}
+
+/// Returns the line as text, or where its first invalid byte is.
+fn to_text(line: BytesMut) -> Result<String, usize> {
+    String::from_utf8(Vec::from(line)).map_err(|e| e.utf8_error().valid_up_to())
+}
+
+impl Decoder for LineCodec {
+    type Item = String;
+    type Error = CodecError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<String>, CodecError> {
+        self.next_line(buf)?
+            .map(|line| {
+                to_text(line).map_err(|valid_up_to| CodecError::InvalidUtf8 { valid_up_to })
+            })
+            .transpose()
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<String>, CodecError> {
+        self.last_line(buf)?
+            .map(|line| {
+                to_text(line).map_err(|valid_up_to| CodecError::InvalidUtf8 { valid_up_to })
+            })
+            .transpose()
+    }
+}
+
+/// A line read by [`LenientLineCodec`]: text, or bytes that are not UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// A line of text, without its ending.
+    Text(String),
+    /// A line that is not UTF-8 (so not JSON either).
+    NotUtf8 {
+        /// Length of the valid prefix.
+        valid_up_to: usize,
+    },
+}
+
+/// [`LineCodec`] for a side that answers an unreadable line and reads on:
+/// a line that is not UTF-8 is an item ([`Line::NotUtf8`]) rather than an
+/// error, since `FramedRead` ends the stream after any error. A line over
+/// the limit still fails (there is no line boundary to resume at).
+#[derive(Debug, Clone)]
+pub struct LenientLineCodec(LineCodec);
+
+impl LenientLineCodec {
+    /// Returns a codec that rejects lines longer than `max_length` bytes.
+    pub fn new(max_length: usize) -> Self {
+        LenientLineCodec(LineCodec::new(max_length))
+    }
+}
+
+fn to_line(line: BytesMut) -> Line {
+    to_text(line).map_or_else(|valid_up_to| Line::NotUtf8 { valid_up_to }, Line::Text)
+}
+
+impl Decoder for LenientLineCodec {
+    type Item = Line;
+    type Error = CodecError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Line>, CodecError> {
+        Ok(self.0.next_line(buf)?.map(to_line))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Line>, CodecError> {
+        Ok(self.0.last_line(buf)?.map(to_line))
+    }
+}
+
+impl<T: AsRef<str>> Encoder<T> for LenientLineCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, line: T, buf: &mut BytesMut) -> Result<(), CodecError> {
+        self.0.encode(line.as_ref(), buf)
     }
 }
 
@@ -244,6 +320,31 @@ mod tests {
         assert!(matches!(
             codec.decode(&mut buf),
             Err(CodecError::InvalidUtf8 { valid_up_to: 6 })
+        ));
+    }
+
+    #[test]
+    fn the_lenient_codec_reads_on_after_a_line_that_is_not_utf8() {
+        let mut codec = LenientLineCodec::new(64);
+        let mut buf = BytesMut::from(&b"{\"a\":\"\xff\"}\r\n\xc3\n{}\n\xe2\x82"[..]);
+        let mut lines = Vec::new();
+        while let Some(line) = codec.decode(&mut buf).unwrap() {
+            lines.push(line);
+        }
+        lines.push(codec.decode_eof(&mut buf).unwrap().unwrap());
+        assert_eq!(
+            lines,
+            [
+                Line::NotUtf8 { valid_up_to: 6 },
+                Line::NotUtf8 { valid_up_to: 0 },
+                Line::Text("{}".into()),
+                Line::NotUtf8 { valid_up_to: 0 },
+            ]
+        );
+        let mut buf = BytesMut::from(&[b'x'; 66][..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(CodecError::LineTooLong { limit: 64 })
         ));
     }
 
