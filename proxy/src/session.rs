@@ -178,7 +178,7 @@ impl Session {
         shared: Arc<Shared>,
         stream: TcpStream,
         peer: SocketAddr,
-        extranonce1: Extranonce1,
+        mut extranonce1: Extranonce1,
         shutdown: CancellationToken,
     ) -> Self {
         let _ = stream.set_nodelay(true);
@@ -202,6 +202,12 @@ impl Session {
             .handles()
             .to_vec();
         let assignment = shared.policy.assignment.clone();
+        // The prefix's last holder built the same coinbases: what it had
+        // accepted is a duplicate here.
+        let mut book = JobBook::default();
+        if let Some(inherited) = extranonce1.take_inherited() {
+            book.inherit(inherited);
+        }
         Session {
             miner: MinerId(NEXT_MINER.fetch_add(1, Ordering::Relaxed)),
             shared,
@@ -223,7 +229,7 @@ impl Session {
             sent_difficulty: None,
             current: None,
             sent_job: None,
-            book: JobBook::default(),
+            book,
             pools,
             pool_set,
             assignment,
@@ -238,6 +244,10 @@ impl Session {
     /// returns why it ended.
     pub async fn run(mut self) -> Ended {
         let ended = self.serve().await;
+        let pools = &self.pools;
+        let current_epoch = |pool: PoolId| pools.get(pool.index()).map(|s| s.state().epoch);
+        let retired = self.book.retire(current_epoch);
+        self.extranonce1.retire(retired, current_epoch);
         if self.joined {
             self.shared
                 .policy
