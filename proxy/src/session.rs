@@ -26,8 +26,8 @@ use futures_util::{SinkExt, StreamExt};
 use hashsplit_policy::{Assignment, MinerId, Observation, PoolId};
 use hashsplit_stratum::{
     ClientMethod, CodecError, Configure, ConfigureResult, Difficulty, Id, Incoming,
-    LenientLineCodec, Line, Method, Notify, ParseError, ParseErrorKind, Response, ServerMethod,
-    StratumError, SubscribeResult,
+    LenientLineCodec, Line, LineBudget, Method, Notify, ParseError, ParseErrorKind, Response,
+    ServerMethod, StratumError, SubscribeResult,
 };
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -84,6 +84,9 @@ pub struct Shared {
     pub draining: CancellationToken,
     /// Gives sessions their turn to leave when the proxy drains.
     pub drain: Arc<Drain>,
+    /// What partial lines beyond each miner's first 4 KiB may hold, all
+    /// miners together (`server.line_buffer_budget`).
+    pub line_budget: LineBudget,
 }
 
 /// Why a session ended: the `reason` label of the disconnect metric.
@@ -193,7 +196,10 @@ impl Session {
         );
         let framed = Framed::new(
             stream,
-            LenientLineCodec::new(shared.config.server.max_line_length),
+            LenientLineCodec::with_budget(
+                shared.config.server.max_line_length,
+                shared.line_budget.clone(),
+            ),
         );
         let mut pool_set = shared.pools.clone();
         let pools = pool_set
@@ -297,6 +303,10 @@ impl Session {
                         }
                     }
                     Some(Err(CodecError::LineTooLong { .. })) => return Ended::LineTooLong,
+                    Some(Err(error @ CodecError::OverBudget { .. })) => {
+                        warn!(miner = %self.miner, peer = %self.peer, %error, "a long unfinished line; disconnecting");
+                        return Ended::LineTooLong;
+                    }
                     Some(Err(_)) => return Ended::IoError,
                     None => return self.closed(),
                 },

@@ -29,7 +29,7 @@ mod sha256d;
 pub mod share;
 pub mod units;
 
-pub use codec::{CodecError, LenientLineCodec, Line, LineCodec};
+pub use codec::{CodecError, LenientLineCodec, Line, LineBudget, LineCodec};
 pub use error::{ParseError, ParseErrorKind};
 pub use header_scan::HeaderScan;
 pub use message::{Id, IdNumber, Message, Notification, Request, Response, StratumError};
