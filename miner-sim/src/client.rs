@@ -15,6 +15,7 @@ use hashsplit_stratum::{
     ClientMethod, Difficulty, Id, Incoming, LineCodec, Method, Notify, Response, ServerMethod,
     Submission, Submit, SubscribeResult,
 };
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
@@ -75,6 +76,16 @@ impl StratumClient {
     /// Sends a raw line.
     pub async fn send_line(&mut self, line: &str) -> io::Result<()> {
         self.lines.send(line).await.map_err(io::Error::other)
+    }
+
+    /// Sends raw bytes, which need not be UTF-8 or whole lines.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        SinkExt::<&str>::flush(&mut self.lines)
+            .await
+            .map_err(io::Error::other)?;
+        let stream = self.lines.get_mut();
+        stream.write_all(bytes).await?;
+        stream.flush().await
     }
 
     /// Sends `method` with the next id and returns that id.

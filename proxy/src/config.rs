@@ -49,6 +49,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Longest line a miner may send, in bytes (default 16384).
     pub max_line_length: usize,
+    /// Bytes of unfinished lines all miners together may hold beyond the
+    /// first 4 KiB of each (default 16 MiB): what bounds memory when many
+    /// connections each send a long line slowly.
+    pub line_buffer_budget: usize,
     /// Whether every connection starts with a PROXY protocol header (v1 or
     /// v2, from HAProxy and the like) naming the miner's address (default
     /// false).
@@ -108,6 +112,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
             max_line_length: 16_384,
+            line_buffer_budget: 16 << 20,
             proxy_protocol: false,
             drain_period: Duration::from_secs(120),
         }
@@ -146,6 +151,7 @@ struct RawServer {
     handshake_timeout: Option<Spanned<String>>,
     idle_timeout: Option<Spanned<String>>,
     max_line_length: Option<Spanned<i64>>,
+    line_buffer_budget: Option<Spanned<i64>>,
     proxy_protocol: Option<bool>,
     drain_period: Option<Spanned<String>>,
 }
@@ -304,6 +310,14 @@ fn read_server(diag: &mut Diagnostics<'_>, raw: RawServer) -> ServerConfig {
             1 << 20,
         )
         .map_or(d.max_line_length, |n| n as usize),
+        line_buffer_budget: count(
+            diag,
+            "server.line_buffer_budget",
+            raw.line_buffer_budget,
+            1 << 20,
+            1_i64 << 34,
+        )
+        .map_or(d.line_buffer_budget, |n| n as usize),
         proxy_protocol: raw.proxy_protocol.unwrap_or(d.proxy_protocol),
         drain_period: diag
             .positive_duration("server.drain_period", raw.drain_period)

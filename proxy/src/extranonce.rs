@@ -6,9 +6,25 @@
 //! extranonce2 has zero padding where a wider miner's extranonce1 sits (see
 //! [`crate::jobs::Layouts`]), and a non-zero first byte keeps the two apart. A prefix returns to the pool of free ones when its
 //! [`Extranonce1`] guard is dropped (the session ended).
+//!
+//! A prefix handed out again builds the same coinbases as before, so a
+//! share its last holder had accepted would pass again for the same job.
+//! The ending session therefore leaves the shares it accepted on work that
+//! is still current with the prefix ([`Extranonce1::retire`]), and the next
+//! session given the prefix takes them over ([`Extranonce1::take_inherited`])
+//! and refuses them as duplicates. What is left behind is pruned once its
+//! work is stale, so it is bounded by the shares of the current block.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+
+use hashsplit_policy::PoolId;
+
+use crate::jobs::Retired;
+
+/// Retired records looked at per retirement for pruning: a handful keeps
+/// the cost constant while pruning faster than sessions end.
+const PRUNE_PER_RETIRE: usize = 4;
 
 /// Hands out unique extranonce1 prefixes of a fixed size.
 #[derive(Debug, Clone)]
@@ -27,6 +43,10 @@ struct Inner {
     /// Where the next search starts, so a freed prefix is not handed out
     /// again at once (late answers for the old miner cannot be confused).
     cursor: u64,
+    /// Shares of ended sessions on still-current work, by prefix.
+    retired: HashMap<u64, Retired>,
+    /// Prefixes in `retired`, oldest first, for pruning.
+    retired_order: VecDeque<u64>,
 }
 
 impl ExtranonceAllocator {
@@ -46,6 +66,8 @@ impl ExtranonceAllocator {
                 space: (1u128 << (8 * size)) - (1u128 << (8 * (size - 1))),
                 in_use: HashSet::new(),
                 cursor: 0,
+                retired: HashMap::new(),
+                retired_order: VecDeque::new(),
             })),
         }
     }
@@ -62,9 +84,11 @@ impl ExtranonceAllocator {
             inner.cursor = ((u128::from(inner.cursor) + 1) % inner.space) as u64;
             if inner.in_use.insert(candidate) {
                 let bytes = candidate.to_be_bytes()[8 - inner.size..].to_vec();
+                let inherited = inner.retired.remove(&candidate);
                 return Some(Extranonce1 {
                     value: candidate,
                     bytes,
+                    inherited,
                     allocator: Arc::clone(&self.inner),
                 });
             }
@@ -75,6 +99,11 @@ impl ExtranonceAllocator {
     pub fn in_use(&self) -> usize {
         self.inner.lock().expect("allocator lock").in_use.len()
     }
+
+    /// Returns how many free prefixes carry shares of their last holder.
+    pub fn retired(&self) -> usize {
+        self.inner.lock().expect("allocator lock").retired.len()
+    }
 }
 
 /// A held extranonce1 prefix; dropping it frees the prefix.
@@ -82,6 +111,8 @@ impl ExtranonceAllocator {
 pub struct Extranonce1 {
     value: u64,
     bytes: Vec<u8>,
+    /// Shares the prefix's last holder accepted, until the session takes them.
+    inherited: Option<Retired>,
     allocator: Arc<Mutex<Inner>>,
 }
 
@@ -89,6 +120,41 @@ impl Extranonce1 {
     /// Returns the prefix bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// Takes the shares the prefix's last holder accepted on work that was
+    /// current when it ended.
+    pub fn take_inherited(&mut self) -> Option<Retired> {
+        self.inherited.take()
+    }
+
+    /// Leaves `shares` with the prefix for its next holder (the prefix is
+    /// still held, so none can take it before it is freed). `current_epoch`
+    /// (a pool's epoch now, `None` if unknown) also prunes what earlier
+    /// sessions left that has gone stale.
+    pub fn retire(&self, shares: Retired, current_epoch: impl Fn(PoolId) -> Option<u64>) {
+        let Ok(mut inner) = self.allocator.lock() else {
+            return;
+        };
+        for _ in 0..PRUNE_PER_RETIRE {
+            let Some(&oldest) = inner.retired_order.front() else {
+                break;
+            };
+            if inner
+                .retired
+                .get(&oldest)
+                .is_some_and(|old| old.is_current(&current_epoch))
+            {
+                break;
+            }
+            // Stale, or taken by a new holder since.
+            inner.retired_order.pop_front();
+            inner.retired.remove(&oldest);
+        }
+        if !shares.is_empty() && shares.is_current(&current_epoch) {
+            inner.retired.insert(self.value, shares);
+            inner.retired_order.push_back(self.value);
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 
 use hashsplit_policy::PoolId;
+use hashsplit_stratum::share::double_sha256;
 use hashsplit_stratum::{Difficulty, Id, Job, JobError, Method, Notify, ServerMethod, Target};
 
 /// The pool's extranonce as its subscribe (or set_extranonce) gave it.
@@ -170,6 +171,40 @@ pub struct PoolJob {
     pub padding: usize,
     /// The miner layout this translation is for.
     pub layout: Layout,
+    /// What the miner hashes, whatever job id it was offered under.
+    pub work: WorkId,
+}
+
+/// Identifies the work behind a miner-facing job: the pool and everything
+/// that goes into the block header but the miner's own fields. The same
+/// pool work is offered again under a new job id (a new pool difficulty, a
+/// notify the pool sent twice), and a share is the same share under either
+/// id: duplicates are found by work, not by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WorkId([u8; 32]);
+
+impl WorkId {
+    /// Returns the identity of `notify` (as translated for miners) from `pool`.
+    pub fn of(pool: PoolId, notify: &Notify) -> Self {
+        let mut bytes = Vec::with_capacity(
+            64 + notify.coinb1.len() + notify.coinb2.len() + 32 * notify.merkle_branch.len(),
+        );
+        // Lengths go in too, so no two different jobs write the same bytes.
+        for part in [&notify.coinb1[..], &notify.coinb2[..]] {
+            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(part);
+        }
+        bytes.extend_from_slice(&(notify.merkle_branch.len() as u64).to_le_bytes());
+        for hash in &notify.merkle_branch {
+            bytes.extend_from_slice(hash);
+        }
+        bytes.extend_from_slice(&notify.prevhash);
+        for word in [notify.version, notify.nbits, notify.ntime] {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        bytes.extend_from_slice(&(pool.index() as u64).to_le_bytes());
+        WorkId(double_sha256(&bytes))
+    }
 }
 
 impl PoolJob {
@@ -213,6 +248,7 @@ impl PoolJob {
             line.push('\n');
             line.into_bytes().into_boxed_slice()
         };
+        let work = WorkId::of(pool, &miner_notify);
         Ok(PoolJob {
             pool,
             pool_job_id: Arc::from(notify.job_id.as_str()),
@@ -224,6 +260,7 @@ impl PoolJob {
             epoch,
             padding,
             layout,
+            work,
         })
     }
 
@@ -271,4 +308,4 @@ mod book;
 #[cfg(test)]
 mod tests;
 
-pub use book::{Found, JobBook};
+pub use book::{Found, JobBook, Retired};

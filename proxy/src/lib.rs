@@ -160,6 +160,7 @@ impl Proxy {
             reconnects: ReconnectLimiter::default(),
             draining: draining.clone(),
             drain: Arc::clone(&drain),
+            line_budget: hashsplit_stratum::LineBudget::new(config.server.line_buffer_budget),
         });
         tasks.spawn(accept::run(
             listener,

@@ -27,8 +27,9 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use hashsplit_policy::{Assignment, MinerId, Observation, PoolId};
 use hashsplit_stratum::{
-    ClientMethod, CodecError, Configure, ConfigureResult, Difficulty, Id, Incoming, Method,
-    ParseError, Response, ServerMethod, StratumError, SubscribeResult,
+    ClientMethod, CodecError, Configure, ConfigureResult, Difficulty, Id, Incoming, Line,
+    LineBudget, Method, ParseError, ParseErrorKind, Response, ServerMethod, StratumError,
+    SubscribeResult,
 };
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -85,6 +86,9 @@ pub struct Shared {
     pub draining: CancellationToken,
     /// Gives sessions their turn to leave when the proxy drains.
     pub drain: Arc<Drain>,
+    /// What partial lines beyond each miner's first 4 KiB may hold, all
+    /// miners together (`server.line_buffer_budget`).
+    pub line_budget: LineBudget,
 }
 
 /// Why a session ended: the `reason` label of the disconnect metric.
@@ -98,7 +102,7 @@ pub enum Ended {
     HandshakeTimeout,
     /// A line over the maximum length.
     LineTooLong,
-    /// Too many unreadable lines, or bytes that are not UTF-8.
+    /// Too many unreadable lines in a row.
     BadInput,
     /// Too many shares rejected in a row.
     TooManyRejects,
@@ -135,7 +139,7 @@ enum Event {
     Turn,
     /// The time to leave by has come.
     LeaveDue,
-    Line(String),
+    Line(Line),
     PoolState,
     Assignment,
     Retarget,
@@ -194,7 +198,7 @@ impl Session {
         shared: Arc<Shared>,
         stream: TcpStream,
         peer: SocketAddr,
-        extranonce1: Extranonce1,
+        mut extranonce1: Extranonce1,
         shutdown: CancellationToken,
     ) -> Self {
         let _ = stream.set_nodelay(true);
@@ -207,7 +211,11 @@ impl Session {
             downstream.share_rate,
             now,
         );
-        let wire = MinerWire::new(stream, shared.config.server.max_line_length);
+        let wire = MinerWire::new(
+            stream,
+            shared.config.server.max_line_length,
+            shared.line_budget.clone(),
+        );
         let mut pool_set = shared.pools.clone();
         let pools = pool_set
             .if_changed()
@@ -215,6 +223,12 @@ impl Session {
             .handles()
             .to_vec();
         let assignment = shared.policy.assignment.clone();
+        // The prefix's last holder built the same coinbases: what it had
+        // accepted is a duplicate here.
+        let mut book = JobBook::default();
+        if let Some(inherited) = extranonce1.take_inherited() {
+            book.inherit(inherited);
+        }
         Session {
             miner: MinerId(NEXT_MINER.fetch_add(1, Ordering::Relaxed)),
             shared,
@@ -236,7 +250,7 @@ impl Session {
             sent_difficulty: None,
             current: None,
             sent_job: None,
-            book: JobBook::default(),
+            book,
             pools,
             pool_set,
             assignment,
@@ -251,6 +265,10 @@ impl Session {
     /// returns why it ended.
     pub async fn run(mut self) -> Ended {
         let ended = self.serve().await;
+        let pools = &self.pools;
+        let current_epoch = |pool: PoolId| pools.get(pool.index()).map(|s| s.state().epoch);
+        let retired = self.book.retire(current_epoch);
+        self.extranonce1.retire(retired, current_epoch);
         if self.joined {
             self.shared
                 .policy
@@ -299,7 +317,10 @@ impl Session {
                 line = self.wire.next_line(), if !self.draining => match line {
                     Some(Ok(line)) => Event::Line(line),
                     Some(Err(CodecError::LineTooLong { .. })) => return Ended::LineTooLong,
-                    Some(Err(CodecError::InvalidUtf8 { .. } | CodecError::NewlineInLine { .. })) => return Ended::BadInput,
+                    Some(Err(error @ CodecError::OverBudget { .. })) => {
+                        warn!(miner = %self.miner, peer = %self.peer, %error, "a long unfinished line; disconnecting");
+                        return Ended::LineTooLong;
+                    }
                     Some(Err(_)) => return Ended::IoError,
                     None => return self.closed(),
                 },
@@ -344,7 +365,13 @@ impl Session {
             Event::LeaveDue => self.leave_when_settled(true).await,
             Event::Line(line) => {
                 self.last_line = Instant::now();
-                self.on_line(&line).await
+                match line {
+                    Line::Text(line) => self.on_line(&line).await,
+                    Line::NotUtf8 { valid_up_to } => {
+                        let kind = ParseErrorKind::NotUtf8 { valid_up_to };
+                        self.on_bad_line(ParseError::bare(kind)).await
+                    }
+                }
             }
             Event::PoolState => self.on_pool_state().await,
             Event::Assignment => self.follow_assignment().await,
@@ -389,9 +416,12 @@ impl Session {
         } else {
             debug!(miner = %self.miner, %error, "unreadable line from miner");
         }
-        if let Some(response) = error.to_response() {
-            self.send(response.to_line()).await?;
-        }
+        // A line without a usable id (not JSON, or an id that cannot be
+        // one) is still answered, with a null id, so the miner hears why.
+        let response = error
+            .to_response()
+            .unwrap_or_else(|| Response::error(Id::Null, StratumError::other(error.to_string())));
+        self.send(response.to_line()).await?;
         self.bad_lines += 1;
         if self.bad_lines >= MAX_BAD_LINES {
             warn!(miner = %self.miner, peer = %self.peer, "too many unreadable lines; disconnecting");

@@ -7,6 +7,9 @@
 //! There is no attempt to skip to the next line: a peer that sends such a
 //! line is broken or hostile.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use bytes::{BufMut, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -24,6 +27,13 @@ pub enum CodecError {
     InvalidUtf8 {
         /// Length of the valid prefix.
         valid_up_to: usize,
+    },
+    /// Unfinished lines across all connections already hold the shared
+    /// [`LineBudget`], and this one grew past its free allowance.
+    #[error("partial lines of all connections hold the budget of {budget} bytes")]
+    OverBudget {
+        /// The budget's size.
+        budget: usize,
     },
     /// An outgoing line contains a newline, which would split it in two.
     #[error("outgoing line contains a newline at offset {offset}")]
@@ -77,36 +87,15 @@ impl LineCodec {
         }
     }
 
-    /// Returns `raw` without its line ending, as a string; `None` if empty.
-    fn finish(&self, raw: &[u8]) -> Result<Option<String>, CodecError> {
-        let line = raw.strip_suffix(b"\n").unwrap_or(raw);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() > self.max_length {
-            return Err(self.too_long());
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        match std::str::from_utf8(line) {
-            Ok(text) => Ok(Some(text.to_owned())),
-            Err(e) => Err(CodecError::InvalidUtf8 {
-                valid_up_to: e.valid_up_to(),
-            }),
-        }
-    }
-}
-
-impl Decoder for LineCodec {
-    type Item = String;
-    type Error = CodecError;
-
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<String>, CodecError> {
+    /// Returns the next line without its ending, skipping blank lines, or
+    /// `None` when no whole line is buffered yet.
+    fn next_line(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, CodecError> {
         loop {
             match buf[self.scanned..].iter().position(|b| *b == b'\n') {
                 Some(at) => {
-                    let raw = buf.split_to(self.scanned + at + 1);
+                    let mut raw = buf.split_to(self.scanned + at + 1);
                     self.scanned = 0;
-                    if let Some(line) = self.finish(&raw)? {
+                    if let Some(line) = self.trim(&mut raw)? {
                         return Ok(Some(line));
                     }
                 }
@@ -122,13 +111,215 @@ impl Decoder for LineCodec {
         }
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<String>, CodecError> {
-        if let Some(line) = self.decode(buf)? {
+    /// Returns the last line of a stream that ended without `\n`.
+    fn last_line(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, CodecError> {
+        if let Some(line) = self.next_line(buf)? {
             return Ok(Some(line));
         }
-        let rest = buf.split();
+        let mut rest = buf.split();
         self.scanned = 0;
-        self.finish(&rest)
+        self.trim(&mut rest)
+    }
+
+    /// Strips the line ending off `raw`; `None` if nothing but blanks is left.
+    fn trim(&self, raw: &mut BytesMut) -> Result<Option<BytesMut>, CodecError> {
+        let mut len = raw.len();
+        if raw[..len].ends_with(b"\n") {
+            len -= 1;
+        }
+        if raw[..len].ends_with(b"\r") {
+            len -= 1;
+        }
+        if len > self.max_length {
+            return Err(self.too_long());
+        }
+        raw.truncate(len);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        Ok(Some(std::mem::take(raw)))
+    }
+}
+
+/// Returns the line as text, or where its first invalid byte is.
+fn to_text(line: BytesMut) -> Result<String, usize> {
+    String::from_utf8(Vec::from(line)).map_err(|e| e.utf8_error().valid_up_to())
+}
+
+impl Decoder for LineCodec {
+    type Item = String;
+    type Error = CodecError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<String>, CodecError> {
+        self.next_line(buf)?
+            .map(|line| {
+                to_text(line).map_err(|valid_up_to| CodecError::InvalidUtf8 { valid_up_to })
+            })
+            .transpose()
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<String>, CodecError> {
+        self.last_line(buf)?
+            .map(|line| {
+                to_text(line).map_err(|valid_up_to| CodecError::InvalidUtf8 { valid_up_to })
+            })
+            .transpose()
+    }
+}
+
+/// A line read by [`LenientLineCodec`]: text, or bytes that are not UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// A line of text, without its ending.
+    Text(String),
+    /// A line that is not UTF-8 (so not JSON either).
+    NotUtf8 {
+        /// Length of the valid prefix.
+        valid_up_to: usize,
+    },
+}
+
+/// A ceiling on the bytes of unfinished lines held by many connections
+/// together, so memory under hostile traffic is bounded by configuration:
+/// without it, every connection may hold a partial line of the full
+/// `max_line_length`. Each [`LenientLineCodec`] holds up to
+/// [`LenientLineCodec::FREE_PARTIAL`] bytes of a partial line without
+/// counting (what any real miner's line fits in); beyond that it takes
+/// from the budget, and gives back when the line ends or the codec drops.
+#[derive(Debug, Clone)]
+pub struct LineBudget {
+    held: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl LineBudget {
+    /// Returns a budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        LineBudget {
+            held: Arc::new(AtomicUsize::new(0)),
+            limit,
+        }
+    }
+
+    /// Returns the bytes taken now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    fn try_take(&self, bytes: usize) -> bool {
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.held.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// [`LineCodec`] for a side that answers an unreadable line and reads on:
+/// a line that is not UTF-8 is an item ([`Line::NotUtf8`]) rather than an
+/// error, since `FramedRead` ends the stream after any error. A line over
+/// the limit still fails (there is no line boundary to resume at).
+///
+/// With a [`LineBudget`], a partial line longer than
+/// [`Self::FREE_PARTIAL`] also fails when the budget cannot cover it; and
+/// a read buffer that grew for a long line is given back once the line is
+/// read, so an idle connection does not keep a long line's memory.
+#[derive(Debug)]
+pub struct LenientLineCodec {
+    lines: LineCodec,
+    budget: Option<LineBudget>,
+    /// Bytes this codec took from the budget.
+    charged: usize,
+}
+
+impl LenientLineCodec {
+    /// Bytes of a partial line held without taking from the budget.
+    pub const FREE_PARTIAL: usize = 4096;
+    /// A read buffer with more room than this is replaced by a small one
+    /// once it holds little.
+    pub const SHRINK_ABOVE: usize = 64 * 1024;
+
+    /// Returns a codec that rejects lines longer than `max_length` bytes.
+    pub fn new(max_length: usize) -> Self {
+        LenientLineCodec {
+            lines: LineCodec::new(max_length),
+            budget: None,
+            charged: 0,
+        }
+    }
+
+    /// Returns a codec whose partial lines beyond the free allowance take
+    /// from `budget`.
+    pub fn with_budget(max_length: usize, budget: LineBudget) -> Self {
+        LenientLineCodec {
+            lines: LineCodec::new(max_length),
+            budget: Some(budget),
+            charged: 0,
+        }
+    }
+
+    /// Charges the partial line left in `buf` to the budget, and shrinks a
+    /// buffer that grew for a line already read.
+    fn settle(&mut self, buf: &mut BytesMut) -> Result<(), CodecError> {
+        if buf.capacity() > Self::SHRINK_ABOVE && buf.len() <= Self::SHRINK_ABOVE / 4 {
+            *buf = BytesMut::from(&buf[..]);
+        }
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        let want = buf.len().saturating_sub(Self::FREE_PARTIAL);
+        if want > self.charged {
+            if !budget.try_take(want - self.charged) {
+                return Err(CodecError::OverBudget {
+                    budget: budget.limit,
+                });
+            }
+        } else {
+            budget.give_back(self.charged - want);
+        }
+        self.charged = want;
+        Ok(())
+    }
+}
+
+impl Drop for LenientLineCodec {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(self.charged);
+        }
+    }
+}
+
+fn to_line(line: BytesMut) -> Line {
+    to_text(line).map_or_else(|valid_up_to| Line::NotUtf8 { valid_up_to }, Line::Text)
+}
+
+impl Decoder for LenientLineCodec {
+    type Item = Line;
+    type Error = CodecError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Line>, CodecError> {
+        let line = self.lines.next_line(buf)?.map(to_line);
+        self.settle(buf)?;
+        Ok(line)
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Line>, CodecError> {
+        let line = self.lines.last_line(buf)?.map(to_line);
+        self.settle(buf)?;
+        Ok(line)
+    }
+}
+
+impl<T: AsRef<str>> Encoder<T> for LenientLineCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, line: T, buf: &mut BytesMut) -> Result<(), CodecError> {
+        self.lines.encode(line.as_ref(), buf)
     }
 }
 
@@ -245,6 +436,79 @@ mod tests {
             codec.decode(&mut buf),
             Err(CodecError::InvalidUtf8 { valid_up_to: 6 })
         ));
+    }
+
+    #[test]
+    fn the_lenient_codec_reads_on_after_a_line_that_is_not_utf8() {
+        let mut codec = LenientLineCodec::new(64);
+        let mut buf = BytesMut::from(&b"{\"a\":\"\xff\"}\r\n\xc3\n{}\n\xe2\x82"[..]);
+        let mut lines = Vec::new();
+        while let Some(line) = codec.decode(&mut buf).unwrap() {
+            lines.push(line);
+        }
+        lines.push(codec.decode_eof(&mut buf).unwrap().unwrap());
+        assert_eq!(
+            lines,
+            [
+                Line::NotUtf8 { valid_up_to: 6 },
+                Line::NotUtf8 { valid_up_to: 0 },
+                Line::Text("{}".into()),
+                Line::NotUtf8 { valid_up_to: 0 },
+            ]
+        );
+        let mut buf = BytesMut::from(&[b'x'; 66][..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(CodecError::LineTooLong { limit: 64 })
+        ));
+    }
+
+    #[test]
+    fn partial_lines_beyond_the_free_allowance_share_one_budget() {
+        const FREE: usize = LenientLineCodec::FREE_PARTIAL;
+        let budget = LineBudget::new(10_000);
+        let mut first = LenientLineCodec::with_budget(100_000, budget.clone());
+        let mut second = LenientLineCodec::with_budget(100_000, budget.clone());
+        let mut a = BytesMut::from(&vec![b'x'; FREE + 6_000][..]);
+        assert_eq!(first.decode(&mut a).unwrap(), None);
+        assert_eq!(budget.held(), 6_000);
+
+        // A short partial line is free; a long one finds the budget short.
+        let mut b = BytesMut::from(&vec![b'y'; FREE][..]);
+        assert_eq!(second.decode(&mut b).unwrap(), None);
+        b.extend_from_slice(&[b'y'; 4_001]);
+        assert!(matches!(
+            second.decode(&mut b),
+            Err(CodecError::OverBudget { budget: 10_000 })
+        ));
+        assert_eq!(budget.held(), 6_000, "a refused charge takes nothing");
+
+        // The first line ends: its bytes go back, and its big buffer too.
+        a.extend_from_slice(b"\n{}");
+        assert!(matches!(first.decode(&mut a).unwrap(), Some(Line::Text(_))));
+        assert_eq!(budget.held(), 0);
+        let mut c = BytesMut::from(&vec![b'z'; FREE + 10_000][..]);
+        assert_eq!(second.decode(&mut c).unwrap(), None);
+        assert_eq!(budget.held(), 10_000);
+        drop(second);
+        assert_eq!(budget.held(), 0, "a closed connection gives back");
+    }
+
+    #[test]
+    fn a_buffer_grown_for_a_long_line_shrinks_once_it_is_read() {
+        let mut codec = LenientLineCodec::new(1 << 20);
+        let mut buf = BytesMut::from(&vec![b'x'; 500_000][..]);
+        buf.extend_from_slice(b"\n{}");
+        assert!(matches!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Line::Text(_))
+        ));
+        assert_eq!(&buf[..], b"{}");
+        assert!(
+            buf.capacity() <= LenientLineCodec::SHRINK_ABOVE,
+            "{}",
+            buf.capacity()
+        );
     }
 
     #[test]

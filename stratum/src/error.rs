@@ -93,6 +93,12 @@ impl std::error::Error for ParseError {}
 /// offending input, cut to a readable length.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ParseErrorKind {
+    /// The line is not UTF-8, so it cannot be JSON.
+    #[error("line is not UTF-8 (invalid byte at offset {valid_up_to})")]
+    NotUtf8 {
+        /// Length of the valid prefix.
+        valid_up_to: usize,
+    },
     /// The line is not valid JSON.
     #[error("not JSON ({reason}): {line}")]
     NotJson {

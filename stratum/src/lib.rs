@@ -29,10 +29,10 @@ mod sha256d;
 pub mod share;
 pub mod units;
 
-pub use codec::{CodecError, LineCodec};
+pub use codec::{CodecError, LenientLineCodec, Line, LineBudget, LineCodec};
 pub use error::{ParseError, ParseErrorKind};
 pub use header_scan::HeaderScan;
-pub use message::{Id, Message, Notification, Request, Response, StratumError};
+pub use message::{Id, IdNumber, Message, Notification, Request, Response, StratumError};
 pub use method::{
     ClientMethod, Configure, ConfigureResult, Incoming, Method, Notify, ServerMethod, Submit,
     SubmitResult, SubscribeResult, VersionRolling,

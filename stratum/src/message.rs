@@ -12,22 +12,46 @@
 //! `{"code": .., "message": ..}` or a bare string. All of these are read;
 //! what this crate writes is always the customary form.
 
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{ParseError, ParseErrorKind, excerpt, excerpt_str};
 
 /// A JSON-RPC id: a number, a string or null, kept exactly as the peer sent
 /// it so the answer carries the same id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(untagged)]
 pub enum Id {
-    /// A numeric id (integer, or in principle any JSON number).
-    Number(serde_json::Number),
+    /// A numeric id, as the peer wrote it (any JSON number, even one no
+    /// machine integer holds).
+    Number(IdNumber),
     /// A string id.
     String(String),
     /// No id: the call is a notification, or a response to an unreadable call.
     Null,
+}
+
+/// The text of a numeric id. Kept as written rather than as a number, so an
+/// id above 2^64 or written `4.0` comes back byte for byte: a float would
+/// round the one and rewrite the other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdNumber(Box<str>);
+
+impl IdNumber {
+    /// Returns the number as the peer wrote it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for IdNumber {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Only valid JSON numbers are ever stored, so this cannot fail.
+        let raw: &RawValue = serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
 }
 
 impl Id {
@@ -40,7 +64,7 @@ impl Id {
     /// crate's users hand out to pools are).
     pub fn as_u64(&self) -> Option<u64> {
         match self {
-            Id::Number(n) => n.as_u64(),
+            Id::Number(n) => n.0.parse().ok(),
             _ => None,
         }
     }
@@ -49,8 +73,20 @@ impl Id {
     fn from_value(value: &Value) -> Option<Id> {
         match value {
             Value::Null => Some(Id::Null),
-            Value::Number(n) => Some(Id::Number(n.clone())),
+            Value::Number(n) => Some(Id::Number(IdNumber(n.to_string().into()))),
             Value::String(s) => Some(Id::String(s.clone())),
+            _ => None,
+        }
+    }
+
+    /// Reads an id from its JSON text, or returns `None` for an object, an
+    /// array or a boolean.
+    fn from_raw(raw: &RawValue) -> Option<Id> {
+        let text = raw.get();
+        match text.as_bytes().first()? {
+            b'n' => Some(Id::Null),
+            b'"' => serde_json::from_str(text).ok().map(Id::String),
+            b'-' | b'0'..=b'9' => Some(Id::Number(IdNumber(text.into()))),
             _ => None,
         }
     }
@@ -59,6 +95,18 @@ impl Id {
 impl From<u64> for Id {
     fn from(n: u64) -> Self {
         Id::Number(n.into())
+    }
+}
+
+impl From<u64> for IdNumber {
+    fn from(n: u64) -> Self {
+        IdNumber(n.to_string().into())
+    }
+}
+
+impl From<i64> for IdNumber {
+    fn from(n: i64) -> Self {
+        IdNumber(n.to_string().into())
     }
 }
 
@@ -283,14 +331,28 @@ pub enum Message {
 
 impl Message {
     /// Parses one line (without its `\n`).
+    ///
+    /// The id is read from its JSON text (see [`IdNumber`]); an id that is
+    /// an object, an array or a boolean is an error that still carries the
+    /// method, so a `mining.submit` with one is counted and answered.
     pub fn from_line(line: &str) -> Result<Message, ParseError> {
-        let value: Value = serde_json::from_str(line).map_err(|e| {
-            ParseError::bare(ParseErrorKind::NotJson {
-                reason: e.to_string(),
-                line: excerpt_str(line),
-            })
-        })?;
-        Message::from_value(value)
+        match serde_json::from_str::<Envelope<'_>>(line) {
+            Ok(Envelope { id, map }) => {
+                let id = match id {
+                    None => Ok(Id::Null),
+                    Some(raw) => Id::from_raw(raw).ok_or_else(|| excerpt_str(raw.get().trim())),
+                };
+                Message::from_parts(id, map)
+            }
+            // Not an object, or not JSON: parsed again only to say which.
+            Err(e) => Err(match serde_json::from_str::<Value>(line) {
+                Ok(value) => ParseError::bare(ParseErrorKind::NotAnObject(excerpt(&value))),
+                Err(_) => ParseError::bare(ParseErrorKind::NotJson {
+                    reason: e.to_string(),
+                    line: excerpt_str(line),
+                }),
+            }),
+        }
     }
 
     /// Sorts an already parsed JSON value.
@@ -300,12 +362,31 @@ impl Message {
                 &value,
             ))));
         };
-        let id = match map.get("id") {
-            None => Id::Null,
-            Some(v) => Id::from_value(v)
-                .ok_or_else(|| ParseError::bare(ParseErrorKind::BadId(excerpt(v))))?,
+        let id = match map.remove("id") {
+            None => Ok(Id::Null),
+            Some(v) => Id::from_value(&v).ok_or_else(|| excerpt(&v)),
         };
-        match map.remove("method") {
+        Message::from_parts(id, map)
+    }
+
+    /// Sorts an object whose id was read (or found unusable: `Err` holds
+    /// an excerpt of it) and removed from `map`.
+    fn from_parts(
+        id: Result<Id, String>,
+        mut map: Map<String, Value>,
+    ) -> Result<Message, ParseError> {
+        let method = map.remove("method");
+        let id = match id {
+            Ok(id) => id,
+            Err(bad) => {
+                let method = match method {
+                    Some(Value::String(method)) => Some(method),
+                    _ => None,
+                };
+                return Err(ParseError::new(None, method, ParseErrorKind::BadId(bad)));
+            }
+        };
+        match method {
             // Some peers put "method": null on responses.
             None | Some(Value::Null) => Ok(Message::Response(response_from(id, map)?)),
             Some(Value::String(method)) => {
@@ -336,6 +417,49 @@ impl Message {
     }
 }
 
+/// A JSON object read with its id kept as JSON text and every other member
+/// as a value.
+struct Envelope<'a> {
+    id: Option<&'a RawValue>,
+    map: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EnvelopeVisitor;
+
+        impl<'de> Visitor<'de> for EnvelopeVisitor {
+            type Value = Envelope<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<Envelope<'de>, A::Error> {
+                let mut envelope = Envelope {
+                    id: None,
+                    map: Map::new(),
+                };
+                while let Some(key) = access.next_key::<String>()? {
+                    // As with a map of values, the last of repeated keys wins.
+                    if key == "id" {
+                        envelope.id = Some(access.next_value()?);
+                    } else {
+                        let value = access.next_value()?;
+                        envelope.map.insert(key, value);
+                    }
+                }
+                Ok(envelope)
+            }
+        }
+
+        deserializer.deserialize_map(EnvelopeVisitor)
+    }
+}
+
 fn params_from(params: Option<Value>) -> Result<Vec<Value>, ParseErrorKind> {
     match params {
         None | Some(Value::Null) => Ok(Vec::new()),
@@ -346,10 +470,17 @@ fn params_from(params: Option<Value>) -> Result<Vec<Value>, ParseErrorKind> {
 
 fn response_from(id: Id, mut map: Map<String, Value>) -> Result<Response, ParseError> {
     if !map.contains_key("result") && !map.contains_key("error") {
+        // The id was taken out of the object; it goes back in the excerpt.
+        let mut shown = Map::new();
+        shown.insert(
+            "id".into(),
+            serde_json::to_value(&id).unwrap_or(Value::Null),
+        );
+        shown.extend(map);
         return Err(ParseError::new(
             Some(id),
             None,
-            ParseErrorKind::NotAMessage(excerpt(&Value::Object(map))),
+            ParseErrorKind::NotAMessage(excerpt(&Value::Object(shown))),
         ));
     }
     let error = match map.get("error") {
@@ -396,7 +527,20 @@ mod tests {
 
     #[test]
     fn ids_come_back_exactly_as_sent() {
-        for raw in ["4", "0", "18446744073709551615", "-3", "\"abc\"", "null"] {
+        for raw in [
+            "4",
+            "0",
+            "18446744073709551615",
+            // Above 2^64, and forms a float would rewrite: echoed as written.
+            "18446744073709551616",
+            "123456789012345678901234567890",
+            "4.0",
+            "1e3",
+            "-3",
+            "\"abc\"",
+            "\"a\\\"b\"",
+            "null",
+        ] {
             let line = format!(r#"{{"id":{raw},"method":"mining.submit","params":[]}}"#);
             let id = match parse(&line) {
                 Message::Request(r) => r.id,
@@ -545,6 +689,26 @@ mod tests {
             kind(r#"{"id":1,"result":null,"error":[]}"#),
             ParseErrorKind::BadErrorField("[]".into())
         );
+    }
+
+    #[test]
+    fn an_id_that_cannot_be_one_still_names_the_method() {
+        for raw in ["{\"a\":1}", "[4]", "true", "false"] {
+            let line = format!(r#"{{"id":{raw},"method":"mining.submit","params":["w"]}}"#);
+            let err = Message::from_line(&line).unwrap_err();
+            assert!(err.is_submit(), "{line}");
+            assert_eq!(err.id(), None, "{line}");
+            assert!(matches!(err.kind(), ParseErrorKind::BadId(_)), "{line}");
+        }
+    }
+
+    #[test]
+    fn the_last_of_repeated_members_wins() {
+        let Message::Request(r) = parse(r#"{"id":1,"method":"a","id":2,"params":[],"method":"b"}"#)
+        else {
+            panic!("a call with an id")
+        };
+        assert_eq!((r.id, r.method.as_str()), (Id::from(2), "b"));
     }
 
     #[test]

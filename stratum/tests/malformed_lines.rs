@@ -70,7 +70,8 @@ fn malformed_lines() {
         (
             r#"{"id":{"n":1},"method":"mining.subscribe","params":[]}"#,
             None,
-            None,
+            // The method is kept, so a submit with such an id is counted.
+            Some("mining.subscribe"),
             ParseErrorKind::BadId(r#"{"n":1}"#.into()),
         ),
         (

@@ -43,6 +43,7 @@ max_connections_per_ip = 5
 handshake_timeout = "10s"
 idle_timeout = "1h"
 max_line_length = 4096
+line_buffer_budget = 2097152
 proxy_protocol = true
 
 [downstream]
@@ -65,6 +66,11 @@ max_workers = 20
     assert_eq!(config.server.handshake_timeout, Duration::from_secs(10));
     assert_eq!(config.server.idle_timeout, Duration::from_secs(3600));
     assert_eq!(config.server.max_line_length, 4096);
+    assert_eq!(config.server.line_buffer_budget, 2 << 20);
+    assert_eq!(ServerConfig::default().line_buffer_budget, 16 << 20);
+    let small = format!("[server]\nline_buffer_budget = 65536\n{POLICY}");
+    let error = Config::from_toml_str(&small).unwrap_err();
+    assert_eq!(error.errors[0].path, "server.line_buffer_budget");
     assert!(config.server.proxy_protocol);
     assert!(!ServerConfig::default().proxy_protocol);
     assert!(crate::simulate::check_summary(&config).contains("PROXY protocol header required"));

@@ -1,31 +1,71 @@
 //! The jobs one session sent its miner: what a submit is judged against,
-//! and the shares already seen for each (duplicate detection).
+//! and the shares already seen for each piece of work (duplicate
+//! detection): one share is one share under every job id its work was
+//! offered with.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use hashsplit_policy::PoolId;
 use hashsplit_stratum::{Difficulty, Reject, ShareContext, ShareKey, Submission, Target};
 
-use super::PoolJob;
+use super::{PoolJob, WorkId};
 
 /// How many jobs a session remembers, across all pools.
 pub(super) const BOOK_SIZE: usize = 32;
 
-/// A job sent to one miner, with the shares it already submitted for it.
+/// A job sent to one miner.
 #[derive(Debug)]
 struct Entry {
     job: Arc<PoolJob>,
     /// The lowest difficulty the miner was told while this job was its
     /// newest: shares already on their way at a lower difficulty still count.
     difficulty: Difficulty,
-    seen: HashSet<ShareKey>,
 }
 
-/// The jobs one session sent its miner, newest last.
+/// The jobs one session sent its miner, newest last, and the shares seen
+/// for the work behind them.
 #[derive(Debug, Default)]
 pub struct JobBook {
     entries: VecDeque<Entry>,
+    /// Shares accepted, by the work they were for; kept while some job in
+    /// `entries` offers that work (or, inherited, for the session's life).
+    seen: HashMap<WorkId, Seen>,
+}
+
+/// The shares accepted for one piece of work, and where it came from.
+#[derive(Debug)]
+struct Seen {
+    pool: PoolId,
+    /// The newest epoch the work was offered in: it is stale once its pool
+    /// moves past it.
+    epoch: u64,
+    keys: HashSet<ShareKey>,
+}
+
+/// The shares a session accepted on work still current when it ended. Its
+/// extranonce1 carries them to the next session given the same prefix,
+/// which would otherwise build the same coinbases and could have the same
+/// shares credited again (see [`crate::extranonce`]).
+#[derive(Debug, Default)]
+pub struct Retired {
+    works: Vec<(WorkId, Seen)>,
+}
+
+impl Retired {
+    /// Returns true if some of the work is still current; `current_epoch`
+    /// returns a pool's epoch (`None` for a pool the caller does not know,
+    /// whose work is kept).
+    pub fn is_current(&self, current_epoch: impl Fn(PoolId) -> Option<u64>) -> bool {
+        self.works
+            .iter()
+            .any(|(_, seen)| current_epoch(seen.pool).is_none_or(|now| seen.epoch >= now))
+    }
+
+    /// Returns true when there is nothing to carry.
+    pub fn is_empty(&self) -> bool {
+        self.works.is_empty()
+    }
 }
 
 /// A job found for a submit: the job and the difficulty it is judged at.
@@ -44,20 +84,27 @@ impl JobBook {
         // changed) keeps the shares already seen for it.
         if let Some(at) = self.entries.iter().position(|e| Arc::ptr_eq(&e.job, &job)) {
             let mut entry = self.entries.remove(at).expect("position is in range");
+            if let Some(seen) = self.seen.get_mut(&job.work) {
+                seen.epoch = seen.epoch.max(job.epoch);
+            }
             if difficulty < entry.difficulty {
                 entry.difficulty = difficulty;
             }
             self.entries.push_back(entry);
             return;
         }
-        if self.entries.len() == BOOK_SIZE {
-            self.entries.pop_front();
+        if self.entries.len() == BOOK_SIZE
+            && let Some(oldest) = self.entries.pop_front()
+        {
+            let work = oldest.job.work;
+            if !self.entries.iter().any(|e| e.job.work == work) {
+                self.seen.remove(&work);
+            }
         }
-        self.entries.push_back(Entry {
-            job,
-            difficulty,
-            seen: HashSet::new(),
-        });
+        if let Some(seen) = self.seen.get_mut(&job.work) {
+            seen.epoch = seen.epoch.max(job.epoch);
+        }
+        self.entries.push_back(Entry { job, difficulty });
     }
 
     /// Lowers the difficulty of every remembered job after a set_difficulty
@@ -130,7 +177,8 @@ impl JobBook {
             .rev()
             .find(|e| e.job.notify.job_id == job_id)
             .ok_or(Reject::UnknownJob)?;
-        if entry.seen.contains(key) {
+        let seen = self.seen.get(&entry.job.work);
+        if seen.is_some_and(|seen| seen.keys.contains(key)) {
             Err(Reject::Duplicate)
         } else {
             Ok(())
@@ -143,11 +191,45 @@ impl JobBook {
     pub fn record(&mut self, job_id: &str, key: ShareKey) {
         if let Some(entry) = self
             .entries
-            .iter_mut()
+            .iter()
             .rev()
             .find(|e| e.job.notify.job_id == job_id)
         {
-            entry.seen.insert(key);
+            let job = &entry.job;
+            let seen = self.seen.entry(job.work).or_insert_with(|| Seen {
+                pool: job.pool,
+                epoch: job.epoch,
+                keys: HashSet::new(),
+            });
+            seen.epoch = seen.epoch.max(job.epoch);
+            seen.keys.insert(key);
+        }
+    }
+
+    /// Takes the shares accepted on work that is still current, for the
+    /// next holder of this session's extranonce1.
+    pub fn retire(&mut self, current_epoch: impl Fn(PoolId) -> Option<u64>) -> Retired {
+        let works = self
+            .seen
+            .drain()
+            .filter(|(_, seen)| current_epoch(seen.pool).is_none_or(|now| seen.epoch >= now))
+            .collect();
+        Retired { works }
+    }
+
+    /// Takes over the shares a previous holder of the same extranonce1
+    /// accepted, so they are duplicates here too.
+    pub fn inherit(&mut self, retired: Retired) {
+        for (work, seen) in retired.works {
+            match self.seen.get_mut(&work) {
+                Some(mine) => {
+                    mine.epoch = mine.epoch.max(seen.epoch);
+                    mine.keys.extend(seen.keys);
+                }
+                None => {
+                    self.seen.insert(work, seen);
+                }
+            }
         }
     }
 }

@@ -291,6 +291,68 @@ fn a_job_sent_again_keeps_its_shares_for_duplicate_detection() {
 }
 
 #[test]
+fn the_same_work_under_a_new_job_id_keeps_its_shares() {
+    // A new pool difficulty, or the same notify sent twice: the pool's
+    // work is offered again under a new miner-facing id.
+    let ids = JobIds::default();
+    let mut book = JobBook::default();
+    let first = Arc::new(translated(0, &ids));
+    let again = Arc::new(
+        PoolJob::translate(
+            PoolId(1),
+            &notify(),
+            &pool_en(),
+            LAYOUT,
+            Difficulty::try_new(2.0).unwrap(),
+            0,
+            &ids,
+        )
+        .unwrap(),
+    );
+    assert_ne!(first.notify.job_id, again.notify.job_id);
+    book.sent(Arc::clone(&first), Difficulty::ONE);
+    book.sent(Arc::clone(&again), Difficulty::ONE);
+    let key = Submission::new(&[9; 4], 1, 2, None).key(&[0, 1]);
+    book.record(&first.notify.job_id, key);
+    assert_eq!(
+        book.check_duplicate(&again.notify.job_id, &key),
+        Err(Reject::Duplicate)
+    );
+
+    // Other work from the same pool (another pool job) is not a duplicate,
+    // and the shares stay while any job offering the work is remembered.
+    let other = Notify {
+        job_id: "pool-8".into(),
+        ntime: 1_700_000_001,
+        ..notify()
+    };
+    let other = Arc::new(
+        PoolJob::translate(
+            PoolId(1),
+            &other,
+            &pool_en(),
+            LAYOUT,
+            Difficulty::ONE,
+            0,
+            &ids,
+        )
+        .unwrap(),
+    );
+    assert_ne!(other.work, first.work);
+    book.sent(Arc::clone(&other), Difficulty::ONE);
+    assert_eq!(book.check_duplicate(&other.notify.job_id, &key), Ok(()));
+    for _ in 0..BOOK_SIZE - 2 {
+        book.sent(Arc::clone(&other), Difficulty::ONE);
+        book.sent(Arc::new(translated(0, &ids)), Difficulty::ONE);
+    }
+    assert_eq!(
+        book.check_duplicate(&again.notify.job_id, &key),
+        Err(Reject::Duplicate),
+        "the work is still offered under a remembered id"
+    );
+}
+
+#[test]
 fn the_book_forgets_the_oldest_jobs() {
     let ids = JobIds::default();
     let mut book = JobBook::default();

@@ -40,8 +40,10 @@ fn shared(tasks: &TaskTracker) -> Arc<Shared> {
         CancellationToken::new(),
         metrics.clone(),
     ));
+    let line_budget = hashsplit_stratum::LineBudget::new(config.server.line_buffer_budget);
     Arc::new(Shared {
         drain,
+        line_budget,
         config: Arc::new(config),
         metrics,
         pools,

@@ -11,7 +11,7 @@
 //! shares.
 
 use bytes::BytesMut;
-use hashsplit_stratum::{CodecError, LineCodec};
+use hashsplit_stratum::{CodecError, LenientLineCodec, Line, LineBudget};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
@@ -25,7 +25,7 @@ pub(super) const READ_CHUNK: usize = 512;
 #[derive(Debug)]
 pub(super) struct MinerWire {
     stream: TcpStream,
-    codec: LineCodec,
+    codec: LenientLineCodec,
     /// Bytes of a line still to finish; empty with no capacity when idle.
     buf: BytesMut,
     /// The peer closed its side: nothing more will come.
@@ -33,11 +33,12 @@ pub(super) struct MinerWire {
 }
 
 impl MinerWire {
-    /// Wraps `stream`, refusing lines longer than `max_line_length`.
-    pub(super) fn new(stream: TcpStream, max_line_length: usize) -> Self {
+    /// Wraps `stream`, refusing lines longer than `max_line_length`; an
+    /// unfinished line past the codec's free allowance takes from `budget`.
+    pub(super) fn new(stream: TcpStream, max_line_length: usize, budget: LineBudget) -> Self {
         MinerWire {
             stream,
-            codec: LineCodec::new(max_line_length),
+            codec: LenientLineCodec::with_budget(max_line_length, budget),
             buf: BytesMut::new(),
             eof: false,
         }
@@ -46,7 +47,7 @@ impl MinerWire {
     /// Returns the next line, or `None` once the miner closed the
     /// connection. Cancel-safe: the bytes of an unfinished line stay in
     /// `self`, and a read only happens once the socket is readable.
-    pub(super) async fn next_line(&mut self) -> Option<Result<String, CodecError>> {
+    pub(super) async fn next_line(&mut self) -> Option<Result<Line, CodecError>> {
         loop {
             match self.decode() {
                 Ok(Some(line)) => return Some(Ok(line)),
@@ -69,7 +70,7 @@ impl MinerWire {
 
     /// Takes a whole line from the buffer, and lets the buffer go once it
     /// holds nothing, so an idle miner keeps no read buffer.
-    fn decode(&mut self) -> Result<Option<String>, CodecError> {
+    fn decode(&mut self) -> Result<Option<Line>, CodecError> {
         let line = if self.eof {
             self.codec.decode_eof(&mut self.buf)
         } else {
@@ -106,7 +107,10 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (MinerWire::new(server, max_line_length), client)
+        (
+            MinerWire::new(server, max_line_length, LineBudget::new(1 << 20)),
+            client,
+        )
     }
 
     #[tokio::test]
@@ -117,8 +121,14 @@ mod tests {
             .write_all(format!("{long}\n{{\"id\":1}}\n").as_bytes())
             .await
             .unwrap();
-        assert_eq!(wire.next_line().await.unwrap().unwrap(), long);
-        assert_eq!(wire.next_line().await.unwrap().unwrap(), "{\"id\":1}");
+        assert_eq!(
+            wire.next_line().await.unwrap().unwrap(),
+            Line::Text(long.clone())
+        );
+        assert_eq!(
+            wire.next_line().await.unwrap().unwrap(),
+            Line::Text("{\"id\":1}".to_owned())
+        );
         assert_eq!(wire.buffered_capacity(), 0, "idle: no read buffer held");
 
         // Half a line is kept (and only that) until the rest comes.
@@ -134,7 +144,10 @@ mod tests {
         assert!(wire.buffered_capacity() >= 6);
         assert!(wire.buffered_capacity() <= 2 * READ_CHUNK);
         miner.write_all(b"2}\n").await.unwrap();
-        assert_eq!(wire.next_line().await.unwrap().unwrap(), "{\"id\":2}");
+        assert_eq!(
+            wire.next_line().await.unwrap().unwrap(),
+            Line::Text("{\"id\":2}".to_owned())
+        );
         assert_eq!(wire.buffered_capacity(), 0);
     }
 
@@ -150,8 +163,14 @@ mod tests {
         let (mut wire, mut miner) = pair(256).await;
         miner.write_all(b"{\"id\":1}\n{\"id\":2}").await.unwrap();
         drop(miner);
-        assert_eq!(wire.next_line().await.unwrap().unwrap(), "{\"id\":1}");
-        assert_eq!(wire.next_line().await.unwrap().unwrap(), "{\"id\":2}");
+        assert_eq!(
+            wire.next_line().await.unwrap().unwrap(),
+            Line::Text("{\"id\":1}".to_owned())
+        );
+        assert_eq!(
+            wire.next_line().await.unwrap().unwrap(),
+            Line::Text("{\"id\":2}".to_owned())
+        );
         assert!(wire.next_line().await.is_none());
     }
 
@@ -161,10 +180,10 @@ mod tests {
         wire.write_line(b"{\"id\":1,\"result\":true}\n")
             .await
             .unwrap();
-        let mut reader = MinerWire::new(miner, 256);
+        let mut reader = MinerWire::new(miner, 256, LineBudget::new(1 << 20));
         assert_eq!(
             reader.next_line().await.unwrap().unwrap(),
-            "{\"id\":1,\"result\":true}"
+            Line::Text("{\"id\":1,\"result\":true}".to_owned())
         );
     }
 }
