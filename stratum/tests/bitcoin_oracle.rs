@@ -16,7 +16,7 @@ use bitcoin::transaction::{self, OutPoint, Transaction, TxIn, TxOut};
 use bitcoin::{
     Amount, Block, BlockHash, CompactTarget, ScriptBuf, Sequence, TxMerkleNode, Txid, Witness,
 };
-use hashsplit_stratum::{Difficulty, Job, JobParts, ShareContext, Submission, Target};
+use hashsplit_stratum::{Job, JobParts, ShareContext, Submission, Target};
 use proptest::prelude::*;
 
 /// A block drawn at random, and where its coinbase holds the extranonces.
@@ -181,67 +181,16 @@ fn stratum_prevhash(internal: &[u8; 32]) -> [u8; 32] {
 }
 
 fn check(case: &Case) -> Result<(), TestCaseError> {
-    let cb = coinbase(case);
-    let bytes = serialize(&cb);
-    // version (4) ‖ input count (1) ‖ outpoint (36) ‖ script length (1:
-    // the script is under 253 bytes) ‖ the script's prefix.
-    let at = 4 + 1 + 36 + 1 + case.script_prefix.len();
-    let extranonce_len = case.extranonce1.len() + case.extranonce2.len();
-    let (coinb1, rest) = bytes.split_at(at);
-    let coinb2 = &rest[extranonce_len..];
-
-    let mut txdata = vec![cb.clone()];
-    txdata.extend((0..case.others).map(other));
-    let txids: Vec<[u8; 32]> = txdata
-        .iter()
-        .map(|tx| tx.compute_txid().to_byte_array())
-        .collect();
-    let branch = branch_of_first(&txids);
-
-    let version = rolled_version(case);
-    let mut block = Block {
-        header: Header {
-            version: Version::from_consensus(version as i32),
-            prev_blockhash: BlockHash::from_byte_array(case.prev_blockhash),
-            merkle_root: TxMerkleNode::all_zeros(),
-            time: case.time,
-            bits: CompactTarget::from_consensus(case.nbits),
-            nonce: case.nonce,
-        },
-        txdata,
-    };
-    let root = block
-        .compute_merkle_root()
-        .expect("a block has transactions");
-    block.header.merkle_root = root;
+    let Prepared {
+        job,
+        ctx,
+        submission,
+        block,
+    } = prepared(case);
     prop_assert!(block.check_merkle_root());
-
-    let prevhash = stratum_prevhash(&case.prev_blockhash);
-    let job = Job::new(
-        JobParts {
-            prevhash: &prevhash,
-            coinb1,
-            coinb2,
-            merkle_branch: &branch,
-            version: case.version,
-            nbits: case.nbits,
-            ntime: case.time,
-        },
-        extranonce_len,
-    )
-    .expect("a valid job");
-    let submission = Submission::new(
-        &case.extranonce2,
-        case.time,
-        case.nonce,
-        case.mask.map(|_| case.rolled),
-    );
-    let ctx = ShareContext {
-        extranonce1: &case.extranonce1,
-        version_mask: case.mask,
-        miner_target: Difficulty::ONE.to_target(),
-        pool_target: Difficulty::ONE.to_target(),
-    };
+    let cb = &block.txdata[0];
+    let bytes = serialize(cb);
+    let root = block.header.merkle_root;
 
     prop_assert_eq!(
         job.coinbase(&case.extranonce1, &case.extranonce2),
@@ -310,9 +259,9 @@ fn a_regtest_block_found_by_the_share_path_passes_the_crates_proof_of_work() {
     let found = (0..64u32).find_map(|nonce| {
         case.nonce = nonce;
         check(&case).unwrap();
-        let (job, ctx, submission, header) = prepared(&case);
-        let verdict = job.judge(&ctx, &submission).ok()?;
-        verdict.meets_network.then_some(header)
+        let p = prepared(&case);
+        let verdict = p.job.judge(&p.ctx, &p.submission).ok()?;
+        verdict.meets_network.then_some(p.block.header)
     });
     let header = found.expect("a regtest block within 64 nonces");
     assert!(header.validate_pow(header.target()).is_ok());
@@ -320,10 +269,20 @@ fn a_regtest_block_found_by_the_share_path_passes_the_crates_proof_of_work() {
     assert!(header.validate_pow(impossible).is_err());
 }
 
-/// The job, share and crate header of a case whose block is valid.
-fn prepared(case: &Case) -> (Job, ShareContext<'_>, Submission, Header) {
+/// A case cut into a Stratum job as a pool does, the share it stands for,
+/// and the same block built with the crate.
+struct Prepared<'a> {
+    job: Job,
+    ctx: ShareContext<'a>,
+    submission: Submission,
+    block: Block,
+}
+
+fn prepared(case: &Case) -> Prepared<'_> {
     let cb = coinbase(case);
     let bytes = serialize(&cb);
+    // version (4) ‖ input count (1) ‖ outpoint (36) ‖ script length (1:
+    // the script is under 253 bytes) ‖ the script's prefix.
     let at = 4 + 1 + 36 + 1 + case.script_prefix.len();
     let extranonce_len = case.extranonce1.len() + case.extranonce2.len();
     let mut txdata = vec![cb];
@@ -372,5 +331,10 @@ fn prepared(case: &Case) -> (Job, ShareContext<'_>, Submission, Header) {
         txdata,
     };
     block.header.merkle_root = block.compute_merkle_root().expect("transactions");
-    (job, ctx, submission, block.header)
+    Prepared {
+        job,
+        ctx,
+        submission,
+        block,
+    }
 }
