@@ -4,22 +4,27 @@
 //! `hashsplit_shares_submitted_total` and, when it is settled, once in
 //! `hashsplit_shares_total{result, reason}`; until then it is in
 //! `hashsplit_shares_in_flight`. So submitted = Σ shares_total + in flight,
-//! per pool, at every scrape.
+//! per pool, at every scrape: [`shares`] is the only code that counts
+//! them, through a share value that is settled exactly once
+//! ([`Unsettled`]).
 //!
 //! Label values are closed sets: pool names come from the TOML file, reasons
-//! from [`Reject::LABELS`] and [`Outcome`]; nothing a miner sends becomes a
+//! from [`Outcome`]; nothing a miner sends becomes a
 //! label here, except in the opt-in, capped per-worker series of
 //! [`workers`].
 
 mod pools;
+mod shares;
 mod workers;
 
 pub use pools::PoolSeries;
+#[cfg(test)]
+pub use shares::Tally;
+pub use shares::{Outcome, PoolReject, ShareSeries, Unsettled};
 pub use workers::{OVERFLOW, WorkerMetrics, WorkerSeries};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hashsplit_stratum::Reject;
 use prometheus::proto::MetricType;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -29,97 +34,13 @@ use prometheus::{
 /// The pool label of a share whose job is unknown (or that never named one).
 pub const NO_POOL: &str = "none";
 
-/// How a share was settled, beyond the local [`Reject`] reasons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Valid at the miner's difficulty, below the pool's: credited, not sent.
-    AcceptedLocal,
-    /// Forwarded and accepted by the pool.
-    AcceptedByPool,
-    /// Refused by local validation.
-    Rejected(Reject),
-    /// Refused by the pool, with its error code mapped to a reason.
-    RejectedByPool(PoolReject),
-    /// The pool did not answer within the bounded wait.
-    PoolTimeout,
-    /// The pool was down or its connection dropped before it answered.
-    PoolUnavailable,
-}
-
-/// A pool's refusal, by the customary code it sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PoolReject {
-    /// Code 21.
-    Stale,
-    /// Code 22.
-    Duplicate,
-    /// Code 23.
-    LowDifficulty,
-    /// Any other code or message.
-    Other,
-}
-
-impl PoolReject {
-    /// Returns the reason for a pool's error code.
-    pub fn from_code(code: i64) -> Self {
-        match code {
-            21 => PoolReject::Stale,
-            22 => PoolReject::Duplicate,
-            23 => PoolReject::LowDifficulty,
-            _ => PoolReject::Other,
-        }
-    }
-}
-
-impl Outcome {
-    /// The `reason` label of every outcome, so each series exists from the
-    /// start.
-    pub const POOL_REASONS: [&'static str; 6] = [
-        "pool-stale",
-        "pool-duplicate",
-        "pool-low-difficulty",
-        "pool-other",
-        "pool-timeout",
-        "pool-unavailable",
-    ];
-
-    /// Returns the `result` label: `accepted` or `rejected`.
-    pub fn result(self) -> &'static str {
-        match self {
-            Outcome::AcceptedLocal | Outcome::AcceptedByPool => "accepted",
-            _ => "rejected",
-        }
-    }
-
-    /// Returns the `reason` label.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Outcome::AcceptedLocal => "below-pool-target",
-            Outcome::AcceptedByPool => "pool-accepted",
-            Outcome::Rejected(reject) => reject.as_str(),
-            Outcome::RejectedByPool(PoolReject::Stale) => "pool-stale",
-            Outcome::RejectedByPool(PoolReject::Duplicate) => "pool-duplicate",
-            Outcome::RejectedByPool(PoolReject::LowDifficulty) => "pool-low-difficulty",
-            Outcome::RejectedByPool(PoolReject::Other) => "pool-other",
-            Outcome::PoolTimeout => "pool-timeout",
-            Outcome::PoolUnavailable => "pool-unavailable",
-        }
-    }
-}
-
 /// Every metric the proxy exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Submit attempts by pool.
-    pub shares_submitted: IntCounterVec,
-    /// Settled shares by pool, result and reason.
-    pub shares: IntCounterVec,
-    /// Forwarded shares awaiting the pool's answer.
-    pub shares_in_flight: IntGaugeVec,
-    /// Difficulty credited to miners by pool and result (hashrate =
-    /// rate × 2^32), counted when the share is settled.
-    pub credited_difficulty: prometheus::CounterVec,
+    /// The share series of shares refused before their pool was known
+    /// (each pool's are its owner's: see [`ShareSeries`]).
+    no_pool: ShareSeries,
     /// Block candidates by pool.
     pub block_candidates: IntCounterVec,
     /// Shares meeting the network target that came for a stale job.
@@ -193,38 +114,7 @@ impl Metrics {
     pub fn new(pool_names: &[String]) -> Self {
         let registry = Registry::new();
         let m = Metrics {
-            shares_submitted: counter_vec(
-                &registry,
-                "hashsplit_shares_submitted_total",
-                "Shares miners submitted, by the pool of their job",
-                &["pool"],
-            ),
-            shares: counter_vec(
-                &registry,
-                "hashsplit_shares_total",
-                "Settled shares by pool, result and reason",
-                &["pool", "result", "reason"],
-            ),
-            shares_in_flight: register(
-                &registry,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "hashsplit_shares_in_flight",
-                        "Shares forwarded to a pool and not yet answered",
-                    ),
-                    &["pool"],
-                ),
-            ),
-            credited_difficulty: register(
-                &registry,
-                prometheus::CounterVec::new(
-                    Opts::new(
-                        "hashsplit_credited_difficulty_total",
-                        "Share difficulty credited to miners, by pool and result (hashrate = rate x 2^32)",
-                    ),
-                    &["pool", "result"],
-                ),
-            ),
+            no_pool: ShareSeries::new(NO_POOL),
             block_candidates_stale: counter_vec(
                 &registry,
                 "hashsplit_block_candidates_stale_total",
@@ -416,10 +306,9 @@ impl Metrics {
 
         // Create every series up front so dashboards see zeros, not gaps;
         // shares refused before a pool is known count under NO_POOL.
-        m.shares_submitted.with_label_values(&[NO_POOL]);
-        for reason in Reject::LABELS {
-            m.shares.with_label_values(&[NO_POOL, "rejected", reason]);
-        }
+        m.no_pool
+            .register(&m.registry)
+            .expect("metric names are unique");
         for pool in pool_names {
             m.add_pool(pool);
         }
@@ -446,17 +335,24 @@ impl Metrics {
         self.upstream_last_job.with_label_values(&[pool]).set(now);
     }
 
-    /// Counts a settled share, and the difficulty credited to its miner
-    /// (zero if it met no difficulty of the miner's).
-    pub fn settle(&self, pool: &str, outcome: Outcome, credited: f64) {
-        self.shares
-            .with_label_values(&[pool, outcome.result(), outcome.reason()])
-            .inc();
-        if credited > 0.0 {
-            self.credited_difficulty
-                .with_label_values(&[pool, outcome.result()])
-                .inc_by(credited);
+    /// Makes a pool's share series visible (the pool's owner calls it, and
+    /// [`Metrics::remove_shares`] when the pool is retired).
+    pub fn add_shares(&self, series: &ShareSeries) {
+        if let Err(error) = series.register(&self.registry) {
+            // Only a previous owner of the name still holding its series
+            // could cause this, and owners of one name run in turn.
+            tracing::error!(pool = %series.pool(), %error, "the pool's share series cannot be registered");
         }
+    }
+
+    /// Takes a retired pool's share series out of the exposition.
+    pub fn remove_shares(&self, series: &ShareSeries) {
+        series.unregister(&self.registry);
+    }
+
+    /// Returns the share series of shares that belong to no pool.
+    pub fn no_pool_shares(&self) -> &ShareSeries {
+        &self.no_pool
     }
 
     /// Records the answer time of a forwarded share.
@@ -548,11 +444,11 @@ mod tests {
         let m = Metrics::new(&["a".into(), "b".into()]);
         let text = m.encode();
         assert!(
-            text.contains(r#"hashsplit_shares_total{pool="a",reason="stale",result="rejected"} 0"#)
+            text.contains(
+                r#"hashsplit_shares_total{pool="none",reason="stale",result="rejected"} 0"#
+            )
         );
-        assert!(text.contains(
-            r#"hashsplit_shares_total{pool="b",reason="pool-timeout",result="rejected"} 0"#
-        ));
+        assert!(text.contains(r#"hashsplit_shares_submitted_total{pool="none"} 0"#));
         assert!(text.contains(r#"hashsplit_pool_up{pool="b"} 0"#));
         assert!(text.contains("hashsplit_build_info"));
         assert!(text.contains(r#"hashsplit_upstream_last_job_timestamp_seconds{pool="a"} 0"#));
@@ -588,24 +484,6 @@ mod tests {
         assert!(stamp >= before.floor(), "{stamp} < {before}");
         assert_eq!(
             m.sum("hashsplit_upstream_jobs_total", &[("pool", "a")]),
-            1.0
-        );
-    }
-
-    #[test]
-    fn settle_and_sum_agree() {
-        let m = Metrics::new(&["a".into()]);
-        m.settle("a", Outcome::AcceptedLocal, 0.0);
-        m.settle("a", Outcome::AcceptedByPool, 0.0);
-        m.settle("a", Outcome::Rejected(Reject::Duplicate), 0.0);
-        m.settle("a", Outcome::RejectedByPool(PoolReject::from_code(21)), 0.0);
-        assert_eq!(m.sum("hashsplit_shares_total", &[("pool", "a")]), 4.0);
-        assert_eq!(
-            m.sum("hashsplit_shares_total", &[("result", "accepted")]),
-            2.0
-        );
-        assert_eq!(
-            m.sum("hashsplit_shares_total", &[("reason", "pool-stale")]),
             1.0
         );
     }

@@ -18,6 +18,8 @@
 //! task. Today there is one: Stratum v1 ([`sv1`]), whose stream comes from
 //! one function of the pool URL ([`sv1::connect`]).
 
+#[cfg(test)]
+mod accounting_tests;
 mod backend;
 mod owner;
 mod registry;
@@ -34,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::jobs::{JobIds, Layouts, PoolState};
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{Metrics, Outcome, ShareSeries, Unsettled};
 use crate::policy_task::PolicyInbox;
 
 /// How long a forwarded share may wait for the pool's answer: pools
@@ -64,11 +66,31 @@ pub struct Forward {
     pub nonce: u32,
     /// Rolled version bits, if any.
     pub version_bits: Option<u32>,
-    /// The difficulty credited to the miner for it (0 if none), counted by
-    /// result when the share is settled.
-    pub credited: f64,
-    /// Where the outcome goes (the miner's session, if still connected).
-    pub reply: oneshot::Sender<Outcome>,
+    /// How the share is settled once the pool answers (or cannot).
+    pub settlement: Settlement,
+}
+
+/// A forwarded share's settlement: its count, and where its outcome goes.
+/// Settling consumes it; dropping it counts the share as
+/// `pool-unavailable` (see [`Unsettled`]), and its session hears the same.
+#[derive(Debug)]
+pub struct Settlement {
+    share: Unsettled,
+    reply: oneshot::Sender<Outcome>,
+}
+
+impl Settlement {
+    /// Returns the settlement of `share`, whose outcome goes to `reply`.
+    pub fn new(share: Unsettled, reply: oneshot::Sender<Outcome>) -> Self {
+        Settlement { share, reply }
+    }
+
+    /// Counts the share's outcome and tells its session (if it is still
+    /// there: the share is counted all the same).
+    pub fn settle(self, outcome: Outcome) {
+        self.share.settle(outcome);
+        let _ = self.reply.send(outcome);
+    }
 }
 
 /// Why a share could not be queued for its pool; it comes back to be
@@ -118,6 +140,8 @@ pub struct PoolHandle {
     shares: mpsc::Sender<Forward>,
     blocks: mpsc::Sender<Forward>,
     desired: Arc<watch::Sender<Desired>>,
+    /// The pool's share counters (registered by its owner).
+    shares_series: ShareSeries,
     /// Cancelled once the owner has ended.
     finished: CancellationToken,
 }
@@ -131,6 +155,12 @@ impl PoolHandle {
     /// Returns the pool's name from the TOML file (its metric label).
     pub fn name(&self) -> &Arc<str> {
         &self.name
+    }
+
+    /// Returns the pool's share counters: a share of this pool is
+    /// submitted (and settled) through them.
+    pub fn shares(&self) -> &ShareSeries {
+        &self.shares_series
     }
 
     /// Returns what the pool publishes now (do not hold it across an
@@ -252,6 +282,12 @@ pub fn spawn(
         retired: false,
     });
     let finished = CancellationToken::new();
+    let series = ShareSeries::new(&name);
+    if replaces.is_none() {
+        // Visible at once; a pool back in the config registers its own
+        // once the previous owner has taken its series out.
+        context.metrics.add_shares(&series);
+    }
     let owner = owner::Pool::new(
         owner::Parts {
             id,
@@ -261,6 +297,7 @@ pub fn spawn(
             shares: shares_rx,
             blocks: blocks_rx,
             desired: desired_rx,
+            series: series.clone(),
         },
         context,
     );
@@ -277,6 +314,7 @@ pub fn spawn(
         shares: shares_tx,
         blocks: blocks_tx,
         desired: Arc::new(desired_tx),
+        shares_series: series,
         finished,
     }
 }
@@ -310,6 +348,7 @@ mod tests {
                 })
                 .0,
             ),
+            shares_series: ShareSeries::new("p"),
             finished: CancellationToken::new(),
         };
         (handle, rx)
@@ -323,8 +362,7 @@ mod tests {
             ntime: 0,
             nonce: 0,
             version_bits: None,
-            credited: 0.0,
-            reply,
+            settlement: Settlement::new(ShareSeries::new("p").submit(0.0), reply),
         };
         (share, answer)
     }

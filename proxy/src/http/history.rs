@@ -522,14 +522,13 @@ mod tests {
 
         metrics.pool_up.with_label_values(&["a"]).set(1);
         metrics.block_candidates.with_label_values(&["a"]).inc();
-        metrics
-            .credited_difficulty
-            .with_label_values(&["a", "accepted"])
-            .inc_by(3.0);
-        metrics
-            .credited_difficulty
-            .with_label_values(&["b", "accepted"])
-            .inc_by(1.0);
+        for (pool, credited) in [("a", 3.0), ("b", 1.0)] {
+            let series = crate::metrics::ShareSeries::new(pool);
+            metrics.add_shares(&series);
+            series
+                .submit(credited)
+                .settle(crate::metrics::Outcome::AcceptedLocal);
+        }
         keeper.poll();
         assert_eq!(kinds(&keeper), ["pool-up", "block-candidate"]);
         let a = &keeper.snapshot.pools[0];

@@ -4,7 +4,7 @@
 
 use prometheus::core::{MetricVec, MetricVecBuilder};
 
-use super::{Metrics, Outcome};
+use super::Metrics;
 
 #[derive(Clone, Copy)]
 enum Touch {
@@ -38,18 +38,6 @@ impl Metrics {
     }
 
     fn each_pool_series(&self, pool: &str, touch: Touch) {
-        touch.apply(&self.shares_submitted, &[pool]);
-        touch.apply(&self.shares, &[pool, "accepted", "below-pool-target"]);
-        touch.apply(&self.shares, &[pool, "accepted", "pool-accepted"]);
-        for reason in Outcome::POOL_REASONS {
-            touch.apply(&self.shares, &[pool, "rejected", reason]);
-        }
-        for reason in hashsplit_stratum::Reject::LABELS {
-            touch.apply(&self.shares, &[pool, "rejected", reason]);
-        }
-        touch.apply(&self.shares_in_flight, &[pool]);
-        touch.apply(&self.credited_difficulty, &[pool, "accepted"]);
-        touch.apply(&self.credited_difficulty, &[pool, "rejected"]);
         touch.apply(&self.block_candidates, &[pool]);
         touch.apply(&self.block_candidates_stale, &[pool]);
         touch.apply(&self.pool_up, &[pool]);
@@ -67,15 +55,10 @@ impl Metrics {
 }
 
 /// The series of one pool that every forwarded share touches, looked up
-/// once rather than by label on each share.
+/// once rather than by label on each share (its share counters are its
+/// [`super::ShareSeries`]).
 #[derive(Debug, Clone)]
 pub struct PoolSeries {
-    /// `hashsplit_shares_in_flight{pool}`.
-    pub in_flight: prometheus::IntGauge,
-    /// `hashsplit_shares_total{pool, result="accepted", reason="pool-accepted"}`.
-    pub accepted_by_pool: prometheus::IntCounter,
-    /// `hashsplit_credited_difficulty_total{pool, result="accepted"}`.
-    pub credited_accepted: prometheus::Counter,
     /// `hashsplit_upstream_submit_seconds{pool}`.
     pub submit_seconds: prometheus::Histogram,
 }
@@ -84,17 +67,7 @@ impl Metrics {
     /// Returns `pool`'s share-path series. Take them after
     /// [`Metrics::add_pool`]: a later [`Metrics::remove_pool`] detaches them.
     pub fn pool_series(&self, pool: &str) -> PoolSeries {
-        let accepted = Outcome::AcceptedByPool;
         PoolSeries {
-            in_flight: self.shares_in_flight.with_label_values(&[pool]),
-            accepted_by_pool: self.shares.with_label_values(&[
-                pool,
-                accepted.result(),
-                accepted.reason(),
-            ]),
-            credited_accepted: self
-                .credited_difficulty
-                .with_label_values(&[pool, accepted.result()]),
             submit_seconds: self.upstream_submit_seconds.with_label_values(&[pool]),
         }
     }

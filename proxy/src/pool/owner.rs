@@ -3,16 +3,18 @@
 //! the only writer of the pool's published state, its `up` gauge and its
 //! up/down news to the policy.
 //!
-//! Every forwarded share is answered exactly once on its oneshot: by the
-//! pool, by a timeout, or as unavailable when the connection drops, the
-//! pool is down, or the owner stops.
+//! Every forwarded share is settled exactly once (its [`Settlement`] is
+//! consumed by settling): by the pool, by a timeout, or as unavailable when
+//! the connection drops, the pool is down, or the owner stops.
+//!
+//! [`Settlement`]: super::Settlement
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hashsplit_policy::{PoolConfig, PoolId};
 use rand::Rng;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -21,7 +23,7 @@ use super::backend::{self, Ended};
 use super::sv1::Refusals;
 use super::{Context, Desired, Forward, RETIRE_GRACE};
 use crate::jobs::{JobIds, Layouts, PoolState};
-use crate::metrics::{Metrics, Outcome, PoolSeries};
+use crate::metrics::{Metrics, Outcome, PoolSeries, ShareSeries};
 use crate::policy_task::PolicyInbox;
 
 /// Longest backoff between connection attempts.
@@ -36,6 +38,9 @@ pub(super) struct Parts {
     pub shares: mpsc::Receiver<Forward>,
     pub blocks: mpsc::Receiver<Forward>,
     pub desired: watch::Receiver<Desired>,
+    /// The pool's share counters, registered already unless the pool had
+    /// a previous owner.
+    pub series: ShareSeries,
 }
 
 /// One pool, owned by its task.
@@ -62,6 +67,8 @@ pub(super) struct Pool {
     /// The series each forwarded share touches, once the pool's series
     /// exist (after its predecessor removed its own).
     series: Option<PoolSeries>,
+    /// The pool's share counters, which every share of it settles into.
+    shares_series: ShareSeries,
 }
 
 impl Pool {
@@ -83,6 +90,7 @@ impl Pool {
             retire_at: None,
             refusals: Mutex::default(),
             series: None,
+            shares_series: parts.series,
         }
     }
 
@@ -91,10 +99,16 @@ impl Pool {
     /// Whatever is queued when it stops is settled as unavailable.
     pub(super) async fn run(mut self, predecessor: Option<CancellationToken>) {
         let ready = match predecessor {
-            Some(before) => tokio::select! {
-                () = self.shutdown.cancelled() => false,
-                () = before.cancelled() => true,
-            },
+            Some(before) => {
+                let ready = tokio::select! {
+                    () = self.shutdown.cancelled() => false,
+                    () = before.cancelled() => true,
+                };
+                if ready {
+                    self.metrics.add_shares(&self.shares_series);
+                }
+                ready
+            }
             None => true,
         };
         if ready {
@@ -121,8 +135,9 @@ impl Pool {
         while let Ok(share) = self.blocks.try_recv().or_else(|_| self.shares.try_recv()) {
             self.settle_unsent(share);
         }
-        if retired {
+        if retired && ready {
             self.metrics.remove_pool(&self.name);
+            self.metrics.remove_shares(&self.shares_series);
         }
         info!(pool = %self.name, "upstream stopped");
     }
@@ -281,33 +296,7 @@ impl Pool {
 
     /// Answers a share that never reached the pool.
     pub(super) fn settle_unsent(&self, share: Forward) {
-        self.settle(share.reply, Outcome::PoolUnavailable, share.credited);
-    }
-
-    /// Counts a forwarded share's outcome and tells its session.
-    pub(super) fn settle(&self, reply: oneshot::Sender<Outcome>, outcome: Outcome, credited: f64) {
-        match &self.series {
-            Some(series) => {
-                if outcome == Outcome::AcceptedByPool {
-                    series.accepted_by_pool.inc();
-                    if credited > 0.0 {
-                        series.credited_accepted.inc_by(credited);
-                    }
-                } else {
-                    self.metrics.settle(&self.name, outcome, credited);
-                }
-                series.in_flight.dec();
-            }
-            None => {
-                self.metrics.settle(&self.name, outcome, credited);
-                self.metrics
-                    .shares_in_flight
-                    .with_label_values(&[&self.name])
-                    .dec();
-            }
-        }
-        // The session may be gone; the share is counted all the same.
-        let _ = reply.send(outcome);
+        share.settlement.settle(Outcome::PoolUnavailable);
     }
 }
 

@@ -15,7 +15,6 @@ use hashsplit_stratum::{
     ClientMethod, Configure, ConfigureResult, Difficulty, Id, Incoming, LineCodec, Method,
     Response, ServerMethod, SubmitResult, SubscribeResult,
 };
-use tokio::sync::oneshot;
 use tokio::time::{Instant, interval, sleep_until, timeout};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -26,9 +25,9 @@ mod wire;
 
 pub(super) use health::Refusals;
 
-use super::Forward;
 use super::backend::{Ended, LinkError};
 use super::owner::Pool;
+use super::{Forward, Settlement};
 use crate::jobs::{PoolExtranonce, PoolJob};
 use crate::metrics::{Outcome, PoolReject};
 use crate::transport::{self, Stream};
@@ -61,9 +60,8 @@ enum Pending {
     ExtranonceSubscribe,
     Authorize,
     Submit {
-        reply: oneshot::Sender<Outcome>,
+        settlement: Settlement,
         sent: Instant,
-        credited: f64,
     },
 }
 
@@ -300,13 +298,15 @@ impl Link {
     }
 
     fn drain(&mut self, up: &Pool) {
+        let mut unanswered = 0;
         for (_, pending) in self.pending.drain() {
-            if let Pending::Submit {
-                reply, credited, ..
-            } = pending
-            {
-                up.settle(reply, Outcome::PoolUnavailable, credited);
+            if let Pending::Submit { settlement, .. } = pending {
+                settlement.settle(Outcome::PoolUnavailable);
+                unanswered += 1;
             }
+        }
+        if unanswered > 0 {
+            info!(pool = %up.name, unanswered, "the connection ended with shares unanswered: settled as pool-unavailable");
         }
     }
 
@@ -355,9 +355,8 @@ impl Link {
         self.pending.insert(
             self.next_id,
             Pending::Submit {
-                reply: share.reply,
+                settlement: share.settlement,
                 sent,
-                credited: share.credited,
             },
         );
         self.owed_since.get_or_insert(sent);
@@ -402,11 +401,7 @@ impl Link {
             return Ok(None);
         };
         match pending {
-            Pending::Submit {
-                reply,
-                sent,
-                credited,
-            } => {
+            Pending::Submit { settlement, sent } => {
                 up.observe_submit(sent.elapsed());
                 let outcome = match SubmitResult::from_response(&response) {
                     Ok(SubmitResult::Accepted) => Outcome::AcceptedByPool,
@@ -416,7 +411,7 @@ impl Link {
                     }
                     Err(_) => Outcome::RejectedByPool(PoolReject::Other),
                 };
-                up.settle(reply, outcome, credited);
+                settlement.settle(outcome);
                 self.judge_answer(up, outcome);
             }
             Pending::Subscribe => {

@@ -2,8 +2,9 @@
 //! session state → field hex and lengths → job lookup (unknown / stale) →
 //! ntime window → version bits → duplicate → SHA-256d → targets.
 //!
-//! Every submit is counted once as submitted and once as settled: here for
-//! local outcomes, by the upstream for forwarded ones. A forwarded share is
+//! Every submit becomes an [`Unsettled`](crate::metrics::Unsettled) share
+//! once its pool is known, settled here for local outcomes and by the
+//! pool's backend for forwarded ones. A forwarded share is
 //! answered to the miner when the pool's answer comes back (the upstream
 //! bounds that wait), so the miner hears the real result.
 
@@ -23,8 +24,8 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::{Ended, Session};
-use crate::metrics::{NO_POOL, Outcome, PoolReject};
-use crate::pool::{Forward, Unqueued};
+use crate::metrics::{NO_POOL, Outcome, PoolReject, ShareSeries};
+use crate::pool::{Forward, Settlement, Unqueued};
 
 /// Answers to a miner written between two flushes at most.
 const MAX_ANSWER_BATCH: usize = 256;
@@ -41,8 +42,8 @@ impl Future for PoolAnswer {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         Pin::new(&mut this.answer).poll(cx).map(|answer| {
-            // A dropped sender means the upstream stopped before answering
-            // (shutdown); it counted the share as unavailable.
+            // A dropped sender means the share's settlement was dropped
+            // unsettled, which counted it as unavailable.
             let id = std::mem::replace(&mut this.id, Id::Null);
             (id, answer.unwrap_or(Outcome::PoolUnavailable))
         })
@@ -59,11 +60,9 @@ impl Session {
             .observe(started.elapsed().as_secs_f64());
         match result {
             Err((pool, reject)) => {
-                let label = self.pool_label(pool);
-                self.count_submitted(label);
-                self.shared
-                    .metrics
-                    .settle(label, Outcome::Rejected(reject), 0.0);
+                self.shares_of(pool)
+                    .submit(0.0)
+                    .settle(Outcome::Rejected(reject));
                 self.reply_error(id, StratumError::new(reject.code(), reject.to_string()))
                     .await?;
                 self.rejects_in_a_row += 1;
@@ -93,10 +92,11 @@ impl Session {
         &mut self,
         error: &ParseError,
     ) -> Result<(), Ended> {
-        self.count_submitted(NO_POOL);
         self.shared
             .metrics
-            .settle(NO_POOL, Outcome::Rejected(Reject::Malformed), 0.0);
+            .no_pool_shares()
+            .submit(0.0)
+            .settle(Outcome::Rejected(Reject::Malformed));
         warn!(miner = %self.miner, %error, "malformed submit");
         Ok(())
     }
@@ -107,12 +107,13 @@ impl Session {
             .map_or(NO_POOL, |handle| handle.name())
     }
 
-    fn count_submitted(&self, pool: &str) {
-        self.shared
-            .metrics
-            .shares_submitted
-            .with_label_values(&[pool])
-            .inc();
+    /// Returns the share counters of `pool` (those of no pool for a
+    /// share of no pool).
+    fn shares_of(&self, pool: Option<PoolId>) -> &ShareSeries {
+        pool.and_then(|pool| self.pools.get(pool.index()))
+            .map_or(self.shared.metrics.no_pool_shares(), |handle| {
+                handle.shares()
+            })
     }
 
     /// Runs every local check; on success returns what to do with the share.
@@ -208,18 +209,16 @@ impl Session {
             submission,
             verdict,
         } = share;
-        // A reference count, not a copy of the name.
-        let pool_name: std::sync::Arc<str> = self
-            .pools
-            .get(found.job.pool.index())
-            .map_or_else(|| NO_POOL.into(), |pool| std::sync::Arc::clone(pool.name()));
-        let metrics = &self.shared.metrics;
-        self.count_submitted(&pool_name);
         let credited = if verdict.meets_miner {
             found.difficulty.as_f64()
         } else {
             0.0
         };
+        // Counted as submitted from here; every way out settles it.
+        let series = self.shares_of(Some(found.job.pool)).clone();
+        let share = series.submit(credited);
+        let pool_name = series.pool();
+        let metrics = &self.shared.metrics;
         if verdict.meets_miner {
             self.shared.policy.work(Observation::Work {
                 miner: self.miner,
@@ -231,7 +230,7 @@ impl Session {
         if verdict.meets_network {
             metrics
                 .block_candidates
-                .with_label_values(&[&pool_name])
+                .with_label_values(&[pool_name])
                 .inc();
             warn!(
                 pool = %pool_name,
@@ -241,12 +240,10 @@ impl Session {
             );
         }
         if !(verdict.meets_pool || verdict.meets_network) {
-            metrics.settle(&pool_name, Outcome::AcceptedLocal, credited);
+            share.settle(Outcome::AcceptedLocal);
             return self.reply(id, true.into()).await;
         }
 
-        let in_flight = metrics.shares_in_flight.with_label_values(&[&pool_name]);
-        in_flight.inc();
         let (reply, answer) = oneshot::channel();
         let forward = Forward {
             pool_job_id: std::sync::Arc::clone(&found.job.pool_job_id),
@@ -258,8 +255,7 @@ impl Session {
             version_bits: submission
                 .version_bits
                 .map(|bits| bits & self.version_mask.unwrap_or(0)),
-            credited,
-            reply,
+            settlement: Settlement::new(share, reply),
         };
         // While the pool's queue is full this waits, and the miner is not
         // read meanwhile: back-pressure, never a refusal of valid work.
@@ -274,9 +270,8 @@ impl Session {
             }
             Err(unqueued) => {
                 let outcome = unqueued.outcome();
-                warn!(pool = %pool_name, miner = %self.miner, reason = %unqueued, "share not forwarded");
-                in_flight.dec();
-                metrics.settle(&pool_name, outcome, credited);
+                warn!(pool = %series.pool(), miner = %self.miner, reason = %unqueued, "share not forwarded");
+                unqueued.into_share().settlement.settle(outcome);
                 self.reply_error(id, outcome_error(outcome)).await
             }
         }

@@ -155,11 +155,8 @@ impl Link {
             })
             .collect();
         for id in expired {
-            if let Some(Pending::Submit {
-                reply, credited, ..
-            }) = self.pending.remove(&id)
-            {
-                up.settle(reply, Outcome::PoolTimeout, credited);
+            if let Some(Pending::Submit { settlement, .. }) = self.pending.remove(&id) {
+                settlement.settle(Outcome::PoolTimeout);
             }
         }
         // Shares time out one by one above; the pool itself is given up

@@ -72,8 +72,10 @@ mod tests {
             ntime: 0x6543_21ff,
             nonce: 0x0000_00a1,
             version_bits,
-            credited: 0.0,
-            reply: oneshot::channel().0,
+            settlement: crate::pool::Settlement::new(
+                crate::metrics::ShareSeries::new("p").submit(0.0),
+                oneshot::channel().0,
+            ),
         }
     }
 
