@@ -19,7 +19,9 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
+pub mod directory;
 pub mod drain;
 pub mod extranonce;
 pub mod http;
@@ -55,6 +57,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::directory::MinerDirectory;
 use crate::drain::Drain;
 use crate::jobs::{JobIds, Layout, Layouts};
 use crate::metrics::Metrics;
@@ -74,6 +77,8 @@ pub struct Proxy {
     reloader: Arc<Reloader>,
     metrics: Metrics,
     assignment: watch::Receiver<Arc<Assignment>>,
+    /// Each miner's authorized workers, for the API.
+    directory: Arc<MinerDirectory>,
     accepting: CancellationToken,
     draining: CancellationToken,
     drain: Arc<Drain>,
@@ -151,6 +156,7 @@ impl Proxy {
             stopping.clone(),
             metrics.clone(),
         ));
+        let directory = Arc::new(MinerDirectory::default());
         let shared = Arc::new(Shared {
             config: Arc::clone(&config),
             metrics: metrics.clone(),
@@ -161,6 +167,7 @@ impl Proxy {
             draining: draining.clone(),
             drain: Arc::clone(&drain),
             line_budget: hashsplit_stratum::LineBudget::new(config.server.line_buffer_budget),
+            directory: Arc::clone(&directory),
         });
         tasks.spawn(accept::run(
             listener,
@@ -185,6 +192,7 @@ impl Proxy {
             reloader,
             metrics,
             assignment,
+            directory,
             accepting,
             draining,
             drain,
@@ -242,20 +250,21 @@ impl Proxy {
             // SIGHUP applies one.
             let reloader = Arc::clone(&self.reloader);
             let apply: http::control::Apply = Arc::new(move |config| reloader.reload(config));
-            http::control::Control::new(
+            http::control::Control::new(http::control::ControlSettings {
                 token,
                 apply,
                 config,
-                options.config_file.clone(),
-                self.reloader.config.http.write_config,
-                self.metrics.clone(),
-            )
+                file: options.config_file.clone(),
+                write_back: self.reloader.config.http.write_config,
+                metrics: self.metrics.clone(),
+            })
         });
         let site = http::Site::new(self.metrics.clone()).with_view(
             http::api::View {
                 metrics: self.metrics.clone(),
                 assignment: self.assignment.clone(),
                 snapshot,
+                directory: Arc::clone(&self.directory),
                 control: control.is_some(),
             },
             control,

@@ -23,6 +23,7 @@ struct Cli {
 enum Command {
     /// Runs a simulated farm on 127.0.0.1: three pools, a dozen miners and
     /// the proxy between them, printing each pool's share every few seconds.
+    #[cfg(feature = "demo")]
     Demo {
         /// Stops after this long (e.g. 90s, 5m); runs until Ctrl-C otherwise.
         #[arg(long, value_parser = parse_duration)]
@@ -67,6 +68,7 @@ enum Command {
 
 fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
+        #[cfg(feature = "demo")]
         Command::Demo { duration, every } => {
             init_tracing("warn");
             tokio::runtime::Runtime::new()

@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::directory::MinerDirectory;
 use crate::drain::Drain;
 use crate::extranonce::Extranonce1;
 use crate::jobs::{JobBook, Layout, Layouts, PoolJob};
@@ -89,6 +90,8 @@ pub struct Shared {
     /// What partial lines beyond each miner's first 4 KiB may hold, all
     /// miners together (`server.line_buffer_budget`).
     pub line_budget: LineBudget,
+    /// Each miner's authorized workers, for the API.
+    pub directory: Arc<MinerDirectory>,
 }
 
 /// Why a session ended: the `reason` label of the disconnect metric.
@@ -269,6 +272,7 @@ impl Session {
         let current_epoch = |pool: PoolId| pools.get(pool.index()).map(|s| s.state().epoch);
         let retired = self.book.retire(current_epoch);
         self.extranonce1.retire(retired, current_epoch);
+        self.shared.directory.left(self.miner);
         if self.joined {
             self.shared
                 .policy
@@ -501,6 +505,7 @@ impl Session {
             if let Some(series) = self.shared.metrics.workers.join(&user) {
                 self.worker_series.push(series);
             }
+            self.shared.directory.authorized(self.miner, &user);
             self.workers.push(user);
         }
         self.reply(id, true.into()).await?;

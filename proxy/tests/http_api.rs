@@ -9,30 +9,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::fast_policy;
 use common::http::{Reply, get, request};
-use common::{Bed, fast_policy};
-use hashsplit::HttpOptions;
-use hashsplit_stratum::Difficulty;
-use miner_sim::{SimMiner, SimPoolConfig, eventually};
+use common::web::{LOW_DIFFICULTY, WebFarm, WebFarmSetup, eventually_async};
+use miner_sim::eventually;
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 const TOKEN: &str = "s3cret-token";
-const DOWNSTREAM: &str = "[downstream]\nmin_difficulty = 0.000001\n";
-
-/// A pool at a low difficulty, so miners find shares every second.
-fn busy_pool() -> SimPoolConfig {
-    SimPoolConfig {
-        difficulty: Difficulty::try_new(1e-5).unwrap(),
-        ..SimPoolConfig::default()
-    }
-}
 
 /// A farm of two pools and four miners, its config in a file, and the
 /// HTTP server with the control API on (when `control`).
 struct Farm {
-    bed: Bed,
-    miners: Vec<SimMiner>,
+    web: WebFarm,
     http: SocketAddr,
     file: PathBuf,
     dir: PathBuf,
@@ -52,38 +40,18 @@ impl Farm {
         } else {
             String::new()
         };
-        let bed = Bed::start_with(
-            vec![(busy_pool(), ""), (busy_pool(), "")],
-            &fast_policy(1.0),
-            &format!("{DOWNSTREAM}\n{http_section}"),
-        )
-        .await;
         let file = dir.join("hashsplit.toml");
-        std::fs::write(&file, &*bed.proxy.config().source).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http = listener.local_addr().unwrap();
-        bed.proxy
-            .serve_http(
-                listener,
-                HttpOptions {
-                    config_file: Some(file.clone()),
-                    sample_every: Duration::from_secs(1),
-                },
-            )
-            .unwrap();
-        bed.pools_up().await;
-        let miners = bed.asic_miners(4, 2e5);
-        assert!(
-            eventually(Duration::from_secs(15), || miners
-                .iter()
-                .all(|m| m.stats().accepted > 0))
-            .await,
-            "every miner had a share accepted"
-        );
+        let web = WebFarm::start(WebFarmSetup {
+            pools: &["", ""],
+            policy: &fast_policy(1.0),
+            extra: &format!("{LOW_DIFFICULTY}\n{http_section}"),
+            miners: 4,
+            config_file: Some(file.clone()),
+        })
+        .await;
         Farm {
-            bed,
-            miners,
-            http,
+            http: web.http,
+            web,
             file,
             dir,
         }
@@ -106,40 +74,20 @@ impl Farm {
     }
 
     fn cap_in_policy(&self, pool: usize) -> f64 {
-        self.bed.proxy.assignment().pools[pool].cap.get()
+        self.web.bed.proxy.assignment().pools[pool].cap.get()
     }
 
     /// Miners disconnected by the proxy or reconnecting on their own.
     fn disconnects(&self) -> (f64, u64) {
-        let metrics = self.bed.proxy.metrics();
+        let metrics = self.web.bed.proxy.metrics();
         let dropped = metrics.sum("hashsplit_downstream_disconnects_total", &[]);
-        let reconnects = self.miners.iter().map(|m| m.stats().reconnects).sum();
+        let reconnects = self.web.miners.iter().map(|m| m.stats().reconnects).sum();
         (dropped, reconnects)
     }
 
     async fn stop(self) {
-        for miner in self.miners {
-            miner.stop().await;
-        }
-        self.bed.stop().await;
+        self.web.stop().await;
         std::fs::remove_dir_all(&self.dir).ok();
-    }
-}
-
-async fn eventually_async<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -191,10 +139,23 @@ async fn read_endpoints_show_the_running_farm() {
     assert_eq!(miners["count"], 4);
     let listed = miners["miners"].as_array().unwrap();
     assert_eq!(listed.len(), 3, "{miners}");
+    let mut workers = Vec::new();
     for miner in listed {
         assert!(names.contains(&miner["pool"].as_str().unwrap()), "{miner}");
         assert!(miner["hashrate"].as_f64().unwrap() > 0.0, "{miner}");
+        // Each sim miner authorizes one worker, named m0, m1, ...
+        assert_eq!(miner["worker_count"], 1, "{miner}");
+        workers.push(miner["workers"][0].as_str().unwrap().to_owned());
     }
+    workers.sort();
+    workers.dedup();
+    assert_eq!(workers.len(), 3, "three different workers: {workers:?}");
+    assert!(
+        workers
+            .iter()
+            .all(|w| ["m0", "m1", "m2", "m3"].contains(&w.as_str())),
+        "{workers:?}"
+    );
 
     let events = get(http, "/api/v1/events").await.json();
     let kinds: Vec<&str> = events["events"]
@@ -235,7 +196,8 @@ async fn control_needs_the_token_validates_like_the_file_and_drops_no_miner() {
     let farm = Farm::start("control", true).await;
     let before = file_text(&farm.file);
     let unauthorized = || {
-        farm.bed
+        farm.web
+            .bed
             .proxy
             .metrics()
             .sum("hashsplit_api_unauthorized_total", &[])
@@ -272,7 +234,8 @@ async fn control_needs_the_token_validates_like_the_file_and_drops_no_miner() {
         .await
     );
     assert_eq!(
-        farm.bed
+        farm.web
+            .bed
             .proxy
             .metrics()
             .sum("hashsplit_policy_cap_ratio", &[("pool", "pool0")]),
@@ -308,7 +271,7 @@ async fn control_needs_the_token_validates_like_the_file_and_drops_no_miner() {
     );
     assert!(
         eventually(Duration::from_secs(5), || {
-            farm.bed.proxy.assignment().pools[1].miners == 0
+            farm.web.bed.proxy.assignment().pools[1].miners == 0
         })
         .await
     );

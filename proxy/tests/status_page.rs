@@ -8,17 +8,13 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::fast_policy;
 use common::http::get;
-use common::{Bed, fast_policy};
-use hashsplit::HttpOptions;
-use hashsplit_stratum::Difficulty;
-use miner_sim::{SimPoolConfig, eventually};
-use tokio::net::TcpListener;
+use common::web::{LOW_DIFFICULTY, WebFarm, WebFarmSetup};
 
 /// Longest a browser run may take (it is killed after).
 const BROWSER_LIMIT: &str = "90";
@@ -101,44 +97,6 @@ fn percent(text: &str) -> f64 {
         .unwrap_or_else(|| panic!("not a percentage: {text:?}"))
 }
 
-/// A farm of three pools, one capped below its weight, and six miners.
-async fn farm() -> (Bed, Vec<miner_sim::SimMiner>, SocketAddr) {
-    let pool = SimPoolConfig {
-        difficulty: Difficulty::try_new(1e-5).unwrap(),
-        ..SimPoolConfig::default()
-    };
-    let bed = Bed::start_with(
-        vec![
-            (pool.clone(), "weight = 3.0\nmax_share = 0.4"),
-            (pool.clone(), ""),
-            (pool, ""),
-        ],
-        &fast_policy(0.6),
-        "[downstream]\nmin_difficulty = 0.000001\n",
-    )
-    .await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = listener.local_addr().unwrap();
-    bed.proxy
-        .serve_http(
-            listener,
-            HttpOptions {
-                config_file: None,
-                sample_every: Duration::from_secs(1),
-            },
-        )
-        .unwrap();
-    bed.pools_up().await;
-    let miners = bed.asic_miners(6, 2e5);
-    assert!(
-        eventually(Duration::from_secs(15), || miners
-            .iter()
-            .all(|m| m.stats().accepted > 0))
-        .await
-    );
-    (bed, miners, http)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_renders_the_chart_and_every_pool_with_live_numbers() {
     let Some(browser) = chromium() else {
@@ -149,7 +107,16 @@ async fn the_page_renders_the_chart_and_every_pool_with_live_numbers() {
         eprintln!("no chromium on PATH (or CHROMIUM): status page test skipped");
         return;
     };
-    let (bed, miners, http) = farm().await;
+    // Three pools, one capped below its weight, and six miners.
+    let farm = WebFarm::start(WebFarmSetup {
+        pools: &["weight = 3.0\nmax_share = 0.4", "", ""],
+        policy: &fast_policy(0.6),
+        extra: LOW_DIFFICULTY,
+        miners: 6,
+        config_file: None,
+    })
+    .await;
+    let http = farm.http;
     // A few samples, so the chart has lines to draw.
     for _ in 0..100 {
         let history = get(http, "/api/v1/history").await.json();
@@ -216,6 +183,13 @@ async fn the_page_renders_the_chart_and_every_pool_with_live_numbers() {
         dom.contains("data-kind=\"pool-up\""),
         "pool-up events listed"
     );
+    // Each miner is listed by the worker name it authorized.
+    for worker in ["m0", "m1", "m2", "m3", "m4", "m5"] {
+        assert!(
+            dom.contains(&format!("<td data-k=\"workers\">{worker}</td>")),
+            "{worker} listed: {dom}"
+        );
+    }
 
     // A screenshot for people, as a test artifact.
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
@@ -235,8 +209,5 @@ async fn the_page_renders_the_chart_and_every_pool_with_live_numbers() {
     let png = std::fs::read(&shot).expect("the screenshot was written");
     assert!(png.starts_with(b"\x89PNG"), "a PNG at {}", shot.display());
 
-    for miner in miners {
-        miner.stop().await;
-    }
-    bed.stop().await;
+    farm.stop().await;
 }

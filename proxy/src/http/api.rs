@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::history::Snapshot;
+use crate::directory::MinerDirectory;
 use crate::metrics::Metrics;
 
 /// Miners listed by `/api/v1/miners` unless `?limit=` says otherwise.
@@ -24,6 +25,8 @@ pub struct View {
     pub assignment: watch::Receiver<Arc<Assignment>>,
     /// The history task's latest snapshot.
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// Each miner's authorized workers.
+    pub directory: Arc<MinerDirectory>,
     /// Whether control requests are taken.
     pub control: bool,
 }
@@ -74,7 +77,8 @@ impl View {
     }
 
     /// `GET /api/v1/miners?limit=N`: how many miners, their hashrate, and
-    /// the `limit` biggest with their pool and estimate.
+    /// the `limit` biggest with their workers (the first few names and how
+    /// many), pool and estimate.
     pub fn miners(&self, query: Option<&str>) -> Value {
         let limit = query
             .into_iter()
@@ -95,12 +99,18 @@ impl View {
                 .total_cmp(&a.2.as_hashes_per_sec())
                 .then(a.0.cmp(&b.0))
         });
+        miners.truncate(limit);
+        let workers = self
+            .directory
+            .workers_of(miners.iter().map(|(miner, _, _)| *miner));
         let listed: Vec<Value> = miners
             .into_iter()
-            .take(limit)
-            .map(|(miner, pool, rate)| {
+            .zip(workers)
+            .map(|((miner, pool, rate), workers)| {
                 json!({
                     "id": miner.0,
+                    "workers": workers.names.iter().map(|name| &**name).collect::<Vec<_>>(),
+                    "worker_count": workers.count,
                     "pool": plan.pools.get(pool.index()).map(|p| p.name.as_str()),
                     "hashrate": rate.as_hashes_per_sec(),
                 })

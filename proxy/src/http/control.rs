@@ -34,22 +34,34 @@ pub type Apply = Arc<dyn Fn(Config) -> Reloaded + Send + Sync>;
 /// The keys a pool change may set.
 pub const POOL_KEYS: [&str; 4] = ["max_share", "weight", "network_share", "enabled"];
 
-/// What control requests need.
+/// What the control API is built from.
+pub struct ControlSettings {
+    /// The bearer token requests must carry.
+    pub token: String,
+    /// Where validated configs are applied.
+    pub apply: Apply,
+    /// The config in force, whose text an edit starts from.
+    pub config: watch::Receiver<Arc<Config>>,
+    /// The config file, for reloads and writing edits back.
+    pub file: Option<PathBuf>,
+    /// Whether edits are written to `file` (`[http] write_config`).
+    pub write_back: bool,
+    /// Where refused tokens are counted.
+    pub metrics: Metrics,
+}
+
+/// What control requests need: the settings, and the lock that applies
+/// edits one at a time.
 pub struct Control {
-    token: String,
-    apply: Apply,
-    config: watch::Receiver<Arc<Config>>,
-    file: Option<PathBuf>,
-    write_back: bool,
-    metrics: Metrics,
+    settings: ControlSettings,
     serial: Mutex<()>,
 }
 
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Control")
-            .field("file", &self.file)
-            .field("write_back", &self.write_back)
+            .field("file", &self.settings.file)
+            .field("write_back", &self.settings.write_back)
             .finish_non_exhaustive()
     }
 }
@@ -119,24 +131,10 @@ impl Applied {
 }
 
 impl Control {
-    /// Returns the control side for `token`, applying configs with
-    /// `apply`, editing the config published on `config`, and writing
-    /// edits to `file` if `write_back`.
-    pub fn new(
-        token: String,
-        apply: Apply,
-        config: watch::Receiver<Arc<Config>>,
-        file: Option<PathBuf>,
-        write_back: bool,
-        metrics: Metrics,
-    ) -> Self {
+    /// Returns the control side for `settings`.
+    pub fn new(settings: ControlSettings) -> Self {
         Control {
-            token,
-            apply,
-            config,
-            file,
-            write_back,
-            metrics,
+            settings,
             serial: Mutex::new(()),
         }
     }
@@ -149,9 +147,9 @@ impl Control {
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim);
         match given {
-            Some(token) if same(token.as_bytes(), self.token.as_bytes()) => Ok(()),
+            Some(token) if same(token.as_bytes(), self.settings.token.as_bytes()) => Ok(()),
             _ => {
-                self.metrics.api_unauthorized.inc();
+                self.settings.metrics.api_unauthorized.inc();
                 Err(Refused::Unauthorized)
             }
         }
@@ -161,14 +159,14 @@ impl Control {
     pub async fn change_pool(&self, name: &str, body: &[u8]) -> Result<Applied, Refused> {
         let changes = parse_changes(body)?;
         let _one_at_a_time = self.serial.lock().await;
-        let text = self.config.borrow().source.to_string();
+        let text = self.settings.config.borrow().source.to_string();
         let edited = edit_pool(&text, name, &changes)?;
         self.apply_text(edited, true).await
     }
 
     /// Reloads the config file, as SIGHUP does.
     pub async fn reload(&self) -> Result<Applied, Refused> {
-        let Some(file) = &self.file else {
+        let Some(file) = &self.settings.file else {
             return Err(Refused::NoFile(
                 "the proxy was not started from a config file",
             ));
@@ -188,14 +186,14 @@ impl Control {
                 return Err(Refused::Invalid(errors));
             }
         };
-        let written = match (&self.file, write && self.write_back) {
+        let written = match (&self.settings.file, write && self.settings.write_back) {
             (Some(file), true) => {
                 write_file(file, &text)?;
                 true
             }
             _ => false,
         };
-        let reloaded = (self.apply)(config);
+        let reloaded = (self.settings.apply)(config);
         Ok(Applied {
             changes: reloaded.changes,
             warnings: warnings.iter().map(ToString::to_string).collect(),

@@ -51,6 +51,7 @@ fn shared(tasks: &TaskTracker) -> Arc<Shared> {
         layouts,
         reconnects: ReconnectLimiter::default(),
         draining: CancellationToken::new(),
+        directory: Arc::default(),
     })
 }
 

@@ -133,3 +133,4 @@ pub fn logs() {
 pub mod farm;
 pub mod http;
 pub mod scripted;
+pub mod web;
