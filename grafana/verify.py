@@ -28,6 +28,9 @@ then:
      pool's target and policy share are the instances' figures weighted by
      their hashrates (a ratio of sums, not an average of ratios).
 
+The instances fetch their pools' network shares from a JSON source served
+here on loopback (`[network]`), so the network-share series exist too.
+
 Python 3 standard library only. Every wait is bounded; every process started
 is stopped on exit. Environment:
   HASHSPLIT_BIN, MINER_SIM_BIN  binaries to use (default: cargo build them)
@@ -35,6 +38,7 @@ is stopped on exit. Environment:
   VERIFY_KEEP=1                 keep the temporary directory (logs, TSDB)
 """
 
+import http.server
 import json
 import os
 import re
@@ -44,6 +48,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -189,7 +194,36 @@ def check_rule_files():
     run(["promtool", "check", "config", GRAFANA / "prometheus.yml"])
 
 
-def proxy_config(miner_port, metrics_port, pool_ports):
+class NetworkSource:
+    """Serves the pools' network shares as JSON on loopback, as a block
+    explorer's "pools over the last week" answer does."""
+
+    BODY = json.dumps({"pools": [{"name": "Alpha", "blockCount": 100},
+                                 {"name": "beta", "blockCount": 50},
+                                 {"name": "others", "blockCount": 850}]}).encode()
+
+    def __init__(self):
+        body = self.BODY
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/pools/1w"
+        # A daemon thread: it ends with this script.
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+
+def proxy_config(miner_port, metrics_port, pool_ports, network_url):
     pools = "".join(
         f'\n[[pool]]\nname = "{name}"\nurl = "stratum+tcp://127.0.0.1:{port}"\nuser = "verify"\n'
         for name, port in zip(POOLS, pool_ports)
@@ -206,8 +240,13 @@ listen = "127.0.0.1:{metrics_port}"
 per_worker = true
 max_workers = {MAX_WORKERS}
 
+[network]
+source = "{network_url}"
+refresh = "10s"
+
 [policy]
 max_share = 0.6
+max_network_share = 0.25
 {pools}"""
 
 
@@ -417,6 +456,7 @@ def check_farm_ran(prom):
         ("shares accepted by pools", 'sum(hashsplit_shares_total{reason="pool-accepted"}) > 0'),
         ("connected miners", "sum(hashsplit_downstream_connections) > 0"),
         ("per-worker series", "count(hashsplit_worker_credited_difficulty_total) > 0"),
+        ("network shares fetched", 'min(hashsplit_network_share_ratio{pool="alpha"}) == 0.1'),
     ]:
         if prom.query(expr) == 0:
             raise Failed(f"the farm did not run as expected: no {what} ({expr})")
@@ -432,11 +472,12 @@ def verify(workdir, procs):
     for port in pool_ports:
         eventually(f"a pool on port {port}", lambda port=port: listening(port), 30)
 
+    network = NetworkSource()
     metrics_ports, metrics_urls = [], []
     for name, hashrate in INSTANCES.items():
         miner_port, metrics_port = free_port(), free_port()
         config = workdir / f"hashsplit-{name}.toml"
-        config.write_text(proxy_config(miner_port, metrics_port, pool_ports))
+        config.write_text(proxy_config(miner_port, metrics_port, pool_ports, network.url))
         procs.start(f"hashsplit-{name}", [hashsplit, "run", "--config", config])
         eventually(f"instance {name}'s listeners",
                    lambda: listening(miner_port) and listening(metrics_port), 30)

@@ -1,6 +1,7 @@
 //! The whole hashsplit TOML file: `[server]`, `[downstream]`, `[metrics]` and
-//! `[http]` (all optional, with defaults) plus `[policy]` and `[[pool]]` (read and
-//! validated by the policy crate).
+//! `[http]` (all optional, with defaults), `[network]` (optional, see
+//! [`network`]) plus `[policy]` and `[[pool]]` (read and validated by the
+//! policy crate).
 //!
 //! Every section is deserialized on its own, so one bad section does not
 //! hide the problems in the others; every problem comes back at once with
@@ -17,6 +18,10 @@ use hashsplit_policy::diag::{ConfigError, Diagnostics, Problem};
 use serde::Deserialize;
 use toml::Spanned;
 
+pub mod network;
+
+pub use network::{NetworkConfig, SourceUrl};
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -28,6 +33,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The control API on the metrics listener.
     pub http: HttpConfig,
+    /// Where pools' network shares are fetched from, if anywhere.
+    pub network: Option<NetworkConfig>,
     /// The policy and the pools.
     pub policy: Policy,
     /// The TOML text it was read from (the control API edits it).
@@ -191,6 +198,7 @@ impl Config {
         let mut downstream = DownstreamConfig::default();
         let mut metrics = MetricsConfig::default();
         let mut http = HttpConfig::default();
+        let (mut network, mut network_names) = (None, None);
         let (mut policy, mut pools) = (None, None);
         let entries = diag.parse_document();
         let parsed = entries.is_some();
@@ -216,6 +224,12 @@ impl Config {
                         http = read_http(&mut diag, raw);
                     }
                 }
+                "network" => {
+                    if let Some(raw) = diag.deserialize("network", entry.value) {
+                        let (read, names) = network::read_network(&mut diag, raw);
+                        (network, network_names) = (read, Some(names));
+                    }
+                }
                 "policy" => policy = Some(entry.value),
                 "pool" => pools = Some(entry.value),
                 other => diag.error(
@@ -223,7 +237,7 @@ impl Config {
                     Some(entry.key_span),
                     format!(
                         "unknown section `{other}`, expected server, downstream, metrics, \
-                         http, policy or pool"
+                         http, network, policy or pool"
                     ),
                 ),
             }
@@ -234,6 +248,9 @@ impl Config {
         } else {
             None
         };
+        if let (Some(names), Some(policy)) = (&network_names, &policy) {
+            network::check_names(&mut diag, names, policy);
+        }
         let (policy, warnings) = diag.finish(|| policy)?;
         // read_policy returns nothing only after recording an error, which
         // finish has already reported.
@@ -246,6 +263,7 @@ impl Config {
             downstream,
             metrics,
             http,
+            network,
             policy,
             source: Arc::from(text),
         };

@@ -28,6 +28,7 @@ pub mod http;
 pub mod jobs;
 pub mod listen;
 pub mod metrics;
+pub mod network;
 pub mod node;
 pub mod policy_task;
 pub mod pool;
@@ -97,6 +98,9 @@ struct Reloader {
     /// The `[policy]` section in force; held while a reload is applied, so
     /// reloads apply one at a time.
     policy: Mutex<PolicyConfig>,
+    /// Network shares fetched from `[network] source`, set over the file's
+    /// values at every reload (written under the `policy` lock).
+    fetched: Mutex<network::Fetched>,
     /// Every pool's handle; the proxy is the set's only writer.
     pools: PoolRegistry,
     /// What a new pool is started with.
@@ -180,6 +184,7 @@ impl Proxy {
         let (current, _) = watch::channel(Arc::clone(&config));
         let reloader = Arc::new(Reloader {
             policy: Mutex::new(config.policy.config.clone()),
+            fetched: Mutex::default(),
             config,
             current,
             pools,
@@ -187,6 +192,18 @@ impl Proxy {
             policy_inbox,
             metrics: metrics.clone(),
         });
+        if let Some(network) = &reloader.config.network {
+            let metrics = network::metrics::NetworkMetrics::register(metrics.registry())
+                .expect("network series are registered once");
+            let applier = Arc::clone(&reloader);
+            let refresher = network::Refresher {
+                config: network.clone(),
+                current: reloader.current.subscribe(),
+                apply: Arc::new(move |fetched| applier.network_shares(fetched)),
+                metrics,
+            };
+            tasks.spawn(refresher.run(stopping.clone()));
+        }
         Ok(Proxy {
             local_addr,
             reloader,
@@ -335,13 +352,46 @@ impl Proxy {
     }
 }
 
+/// What a reload applies.
+enum Change {
+    /// A config file (SIGHUP) or an edit of the config in force (the
+    /// control API).
+    File(Box<Config>),
+    /// Network shares fetched from `[network] source`, over the config in
+    /// force.
+    NetworkShares(network::Fetched),
+}
+
 impl Reloader {
     /// Applies a reloaded config file (see [`reload`]): the next plan
     /// uses its policy, new pools are connected, removed ones disconnected,
     /// a pool with a new url, user or password reconnected, and no miner is
     /// disconnected. Logs and counts what changed.
     fn reload(&self, config: Config) -> Reloaded {
+        self.apply(Change::File(Box::new(config)))
+    }
+
+    /// Applies fetched network shares as a reload of the config in force
+    /// that changes only those pools' `network_share`; not counted as a
+    /// config reload, and nothing is done when no share changed.
+    fn network_shares(&self, fetched: network::Fetched) {
+        self.apply(Change::NetworkShares(fetched));
+    }
+
+    fn apply(&self, change: Change) -> Reloaded {
         let mut policy = self.policy.lock().unwrap_or_else(|e| e.into_inner());
+        let from_file = matches!(change, Change::File(_));
+        let mut config = match change {
+            Change::File(config) => *config,
+            Change::NetworkShares(fetched) => {
+                *self.fetched.lock().unwrap_or_else(|e| e.into_inner()) = fetched;
+                Config::clone(&self.current.borrow())
+            }
+        };
+        network::overlay(
+            &mut config.policy,
+            &self.fetched.lock().unwrap_or_else(|e| e.into_inner()),
+        );
         let set = self.pools.snapshot();
         let known: Vec<KnownPool> = set
             .handles()
@@ -352,6 +402,9 @@ impl Reloader {
             })
             .collect();
         let reloaded = reload::plan(&self.config, &policy, &known, &config);
+        if !from_file && reloaded.changes.is_empty() {
+            return reloaded;
+        }
         let entry = |pool: PoolId| reloaded.pools[pool.index()].entry.clone();
         for &pool in &reloaded.reconfigure {
             if let Some(handle) = set.get(pool) {
@@ -376,9 +429,13 @@ impl Reloader {
             self.pools.put(handle);
         }
         *policy = reloaded.config.clone();
-        self.count_reload(true);
-        info!(changes = ?reloaded.changes, "config reloaded");
-        if !reloaded.restart_needed.is_empty() {
+        if from_file {
+            self.count_reload(true);
+            info!(changes = ?reloaded.changes, "config reloaded");
+        } else {
+            info!(changes = ?reloaded.changes, "network shares applied");
+        }
+        if from_file && !reloaded.restart_needed.is_empty() {
             warn!(
                 sections = ?reloaded.restart_needed,
                 "these sections changed and take effect only at the next start"

@@ -12,8 +12,8 @@
 //! addition. The engine's pool ids never change: a removed pool keeps its
 //! id (down for good, or until a pool of that name comes back) and a new
 //! one gets the next. A pool with `enabled = false` counts as gone from
-//! the file. `[server]`, `[downstream]`, `[metrics]` and `[http]` take
-//! effect at the next start; a reload that changes them applies the rest
+//! the file. `[server]`, `[downstream]`, `[metrics]`, `[http]` and
+//! `[network]` take effect at the next start; a reload that changes them applies the rest
 //! and says what waits.
 
 use hashsplit_policy::{Policy, PolicyConfig, PoolConfig, PoolId};
@@ -131,6 +131,9 @@ pub fn plan(
     }
     if running.http != new.http {
         restart_needed.push("[http]");
+    }
+    if running.network != new.network {
+        restart_needed.push("[network]");
     }
     Reloaded {
         changes,

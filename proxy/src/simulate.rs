@@ -116,6 +116,23 @@ pub fn check_summary(config: &Config) -> String {
             }
         );
     }
+    if let Some(network) = &config.network {
+        let names: Vec<String> = policy
+            .pools
+            .iter()
+            .chain(&policy.disabled)
+            .map(|pool| format!("{} = {:?}", pool.name, network.source_name(&pool.name)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nnetwork shares from {} every {:?}, stale after {:?}; the file's network_share \
+             values apply until the first fetch\n  looked up as: {}",
+            network.source,
+            network.refresh,
+            network.max_age,
+            names.join(", ")
+        );
+    }
     for pool in policy.pools.iter().filter(|pool| pool.tls.insecure) {
         let _ = writeln!(
             out,

@@ -139,6 +139,63 @@ fn check_summarises_a_valid_config() {
 }
 
 #[test]
+fn check_reads_the_network_section_with_line_and_column() {
+    let dir = std::env::temp_dir().join(format!("hashsplit-cli-network-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pools = "[policy]\nmax_network_share = 0.2\n\n[[pool]]\nname = \"ocean\"\n\
+                 url = \"stratum+tcp://o.example:3333\"\nuser = \"u\"\n\n";
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "{pools}[network]\nsource = \"ftp://pools.example/week\"\nrefresh = \"1h\"\n\
+             max_age = \"10m\"\n[network.names]\nocaen = \"OCEAN\"\n"
+        ),
+    )
+    .unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "{pools}[network]\nsource = \"https://pools.example/week\"\n\
+             [network.names]\nocean = \"OCEAN\"\n"
+        ),
+    )
+    .unwrap();
+    let refused = hashsplit(&["check", "--config", bad.to_str().unwrap()]);
+    let accepted = hashsplit(&["check", "--config", good.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).ok();
+
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    for wanted in [
+        "bad.toml:10:10: network.source: source \"ftp://pools.example/week\" must start with http:// or https://",
+        "bad.toml:12:11: network.max_age: max_age 600s must be at least refresh (3600s)",
+        "bad.toml:14:9: network.names.ocaen: there is no [[pool]] named \"ocaen\"",
+        "3 error(s)",
+    ] {
+        assert!(stderr.contains(wanted), "{wanted}\n{stderr}");
+    }
+
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let summary = String::from_utf8_lossy(&accepted.stdout);
+    assert!(
+        summary.contains(
+            "network shares from https://pools.example/week every 3600s, stale after 10800s"
+        ),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("looked up as: ocean = \"OCEAN\""),
+        "{summary}"
+    );
+}
+
+#[test]
 fn simulate_reports_fleet_problems_with_their_lines_and_fails() {
     let dir = std::env::temp_dir().join(format!("hashsplit-fleet-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
