@@ -92,6 +92,9 @@ pub struct Metrics {
     pub api_unauthorized: IntCounter,
     /// Per-worker series (no-ops unless [`Metrics::with_per_worker`]).
     pub workers: WorkerMetrics,
+    /// Tokio tasks alive in the runtime that scrapes, read at each
+    /// [`Metrics::encode`]: flat over time unless tasks leak.
+    pub tasks: IntGauge,
 }
 
 /// Why a miner connection ended.
@@ -289,6 +292,13 @@ impl Metrics {
                 ),
             ),
             workers: WorkerMetrics::disabled(),
+            tasks: register(
+                &registry,
+                IntGauge::new(
+                    "hashsplit_tasks",
+                    "Tokio tasks alive in the proxy's runtime, read at each scrape",
+                ),
+            ),
             registry,
         };
         for result in ["applied", "rejected"] {
@@ -369,6 +379,12 @@ impl Metrics {
 
     /// Returns the text exposition of every metric.
     pub fn encode(&self) -> String {
+        // Read here rather than kept up to date: it costs nothing between
+        // scrapes.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let alive = runtime.metrics().num_alive_tasks();
+            self.tasks.set(i64::try_from(alive).unwrap_or(i64::MAX));
+        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
@@ -486,5 +502,22 @@ mod tests {
             m.sum("hashsplit_upstream_jobs_total", &[("pool", "a")]),
             1.0
         );
+    }
+
+    #[tokio::test]
+    async fn a_scrape_counts_the_tasks_alive() {
+        let m = Metrics::new(&["a".into()]);
+        m.encode();
+        let before = m.sum("hashsplit_tasks", &[]);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = stopped.await;
+        });
+        m.encode();
+        assert_eq!(m.sum("hashsplit_tasks", &[]), before + 1.0);
+        let _ = stop.send(());
+        task.await.unwrap();
+        m.encode();
+        assert_eq!(m.sum("hashsplit_tasks", &[]), before);
     }
 }
