@@ -277,3 +277,112 @@ async fn an_unreachable_node_is_a_pool_down() {
     proxy.shutdown(Duration::from_secs(2)).await;
     pool.shutdown().await;
 }
+
+/// A miner alone on the node, speaking Stratum line by line.
+async fn lone_miner_on_the_node() -> (TestNode, Proxy, miner_sim::client::StratumClient) {
+    common::logs();
+    let node = TestNode::start(
+        TestNodeConfig::regtest(payout()),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("test node starts");
+    let toml = format!(
+        "{policy}\n[[pool]]\nname = \"own-node\"\nurl = \"http://{node}\"\n\
+         user = \"hashsplit\"\npassword = \"hashsplit\"\nchain = \"regtest\"\n\
+         payout_address = \"{PAYOUT}\"\n",
+        policy = common::fast_policy(1.0),
+        node = node.addr(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let proxy = Proxy::start(common::config(&toml), listener).expect("proxy starts");
+    let metrics = proxy.metrics();
+    assert!(
+        eventually(Duration::from_secs(10), || metrics
+            .sum("hashsplit_pool_up", &[])
+            == 1.0)
+        .await,
+        "the node came up at the proxy"
+    );
+    let client = miner_sim::client::StratumClient::connect(proxy.local_addr())
+        .await
+        .expect("connects");
+    (node, proxy, client)
+}
+
+/// Returns a share of `notify` that meets the network target.
+fn block_share(
+    notify: &hashsplit_stratum::Notify,
+    subscribed: &hashsplit_stratum::SubscribeResult,
+) -> hashsplit_stratum::Submission {
+    let job = hashsplit_stratum::Job::from_notify(
+        notify,
+        subscribed.extranonce1.len() + subscribed.extranonce2_size,
+    )
+    .expect("a usable job");
+    let ctx = hashsplit_stratum::ShareContext {
+        extranonce1: &subscribed.extranonce1,
+        version_mask: None,
+        miner_target: job.network_target(),
+        pool_target: job.network_target(),
+    };
+    let extranonce2 = vec![7; subscribed.extranonce2_size];
+    miner_sim::find_share(&job, &ctx, &extranonce2, notify.ntime, 0, 1 << 16)
+        .expect("regtest: about every other hash is a block")
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_for_a_stale_template_is_refused_as_stale_and_a_current_one_is_accepted() {
+    let (node, proxy, mut client) = lone_miner_on_the_node().await;
+    let hello = client.handshake("lone").await.expect("handshake");
+    let tip = stratum_prevhash(node.chain().best_block_hash());
+    assert_eq!(hex::encode(hello.job.prevhash), tip, "the node's work");
+    let old = block_share(&hello.job, &hello.subscribed);
+
+    // Another miner's block: the node's tip moves, the miner is sent clean
+    // jobs on the new one, and a block on the old one cannot be a block.
+    node.advance();
+    let new_tip = stratum_prevhash(node.chain().best_block_hash());
+    let fresh = loop {
+        let job = client.next_job().await.expect("a job");
+        if hex::encode(job.prevhash) == new_tip {
+            break job;
+        }
+    };
+    assert!(fresh.clean_jobs, "a new tip is sent as clean jobs");
+    let answer = client
+        .submit("lone", &hello.job.job_id, &old)
+        .await
+        .expect("answer");
+    assert_eq!(answer.error.map(|e| e.code), Some(21), "stale");
+    let metrics = proxy.metrics();
+    let node_label = [("pool", "own-node")];
+    assert_eq!(
+        metrics.sum("hashsplit_block_candidates_stale_total", &node_label),
+        1.0
+    );
+    assert_eq!(node.submitted(), 0, "a stale block is not sent");
+
+    // A block on the new tip goes to the node and is accepted.
+    let share = block_share(&fresh, &hello.subscribed);
+    let answer = client
+        .submit("lone", &fresh.job_id, &share)
+        .await
+        .expect("answer");
+    assert!(answer.error.is_none(), "accepted: {answer:?}");
+    assert_eq!(node.chain().accepted().len(), 1);
+    assert_eq!(
+        metrics.sum(
+            "hashsplit_blocks_submitted_total",
+            &[("pool", "own-node"), ("result", "accepted")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metrics.sum("hashsplit_block_candidates_total", &node_label),
+        1.0
+    );
+    proxy.shutdown(Duration::from_secs(2)).await;
+    node.shutdown().await;
+}
