@@ -1,7 +1,9 @@
-//! `miner-sim`: run simulated pools, miners or a load test from the shell.
+//! `miner-sim`: run simulated pools, miners, a load test or a test node
+//! from the shell.
 //! Each command runs until Ctrl-C or `--duration`, then prints a summary.
 
 mod args;
+mod node_cmd;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,8 @@ enum Command {
     Miners(MinersArgs),
     /// Submits shares at a fixed rate and reports answer rate and latency.
     Load(LoadArgs),
+    /// Runs a test Bitcoin Core node (JSON-RPC) that checks every block.
+    Node(node_cmd::NodeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Pool(args) => pool(args).await,
         Command::Miners(args) => miners(args).await,
         Command::Load(args) => load(args).await,
+        Command::Node(args) => node_cmd::node(args).await,
     }
 }
 

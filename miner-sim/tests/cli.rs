@@ -134,3 +134,74 @@ async fn commands_refuse_addresses_off_loopback() {
         assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
     }
 }
+
+/// Sends one JSON-RPC call to a node as Bitcoin Core's clients do.
+fn rpc(addr: &str, login: &str, method: &str) -> String {
+    use base64::Engine as _;
+    use std::io::{Read, Write};
+    let body = format!(r#"{{"jsonrpc":"1.0","id":1,"method":"{method}","params":[]}}"#);
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        base64::engine::general_purpose::STANDARD.encode(login),
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[tokio::test]
+async fn the_node_serves_its_chain_with_a_login_moves_its_tip_and_sums_up() {
+    let output = tokio::task::spawn_blocking(|| {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_miner-sim"))
+            .args([
+                "node",
+                "--listen",
+                "127.0.0.1:0",
+                "--advance-every",
+                "200ms",
+                "--duration",
+                "2s",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let addr = first
+            .trim()
+            .rsplit("http://")
+            .next()
+            .expect("its address")
+            .to_owned();
+        let refused = rpc(&addr, "hashsplit:wrong", "getbestblockhash");
+        let info = rpc(&addr, "hashsplit:hashsplit", "getblockchaininfo");
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        assert!(child.wait().unwrap().success());
+        (first, refused, info, rest)
+    })
+    .await
+    .unwrap();
+    let (first, refused, info, rest) = output;
+    assert!(
+        first.starts_with("test node (regtest, nbits 207fffff) listening on http://127.0.0.1:"),
+        "{first}"
+    );
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(info.starts_with("HTTP/1.1 200"), "{info}");
+    assert!(info.contains(r#""chain":"regtest""#), "{info}");
+    let height: u64 = rest
+        .trim()
+        .strip_prefix("test node stopped at height ")
+        .and_then(|r| r.split(':').next())
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("no summary: {rest}"));
+    assert!(height > 200, "the tip moved on its timer: {rest}");
+}

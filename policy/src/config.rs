@@ -26,6 +26,10 @@ pub use url::{PoolUrl, Scheme, UrlError};
 
 use pool::{RawPool, check_unique_names, validate_pool};
 
+mod node;
+
+pub use node::{Chain, DEFAULT_COINBASE_TAG, DEFAULT_TEMPLATE_REFRESH, NodeConfig};
+
 /// What the engine does when the healthy pools' caps sum to less than 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -33,7 +33,9 @@ pub mod sim;
 pub mod units;
 
 pub use assignment::{Assignment, PoolPlan};
-pub use config::{OnInfeasible, Policy, PolicyConfig, PoolConfig, PoolTls, PoolUrl, Scheme};
+pub use config::{
+    Chain, NodeConfig, OnInfeasible, Policy, PolicyConfig, PoolConfig, PoolTls, PoolUrl, Scheme,
+};
 pub use diag::{ConfigError, Diagnostics, Problem};
 pub use engine::{Engine, Observation};
 pub use fleet::Fleet;

@@ -243,6 +243,7 @@ impl Config {
             }
         }
         warn_extranonce_space(&mut diag, &server, &downstream);
+        addresses::check(&mut diag, pools.as_ref());
         let policy = if parsed {
             read_policy(&mut diag, policy, pools)
         } else {
@@ -494,5 +495,6 @@ fn positive(diag: &mut Diagnostics<'_>, path: &str, value: Option<Spanned<f64>>)
     }
 }
 
+mod addresses;
 #[cfg(test)]
 mod tests;

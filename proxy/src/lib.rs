@@ -11,7 +11,9 @@
 //! config file reloaded on SIGHUP (or through the control API of
 //! [`http`], which also serves `/metrics`, the status page and the read
 //! API); [`transport`] opens a pool's connection, plain TCP or TLS;
-//! [`drain`] takes the proxy out of a farm (SIGUSR1).
+//! [`drain`] takes the proxy out of a farm (SIGUSR1); [`node`] builds work
+//! from the operator's own node's templates; [`probe`] asks every pool
+//! what it offers (`hashsplit check --probe`).
 //!
 //! [`Proxy::start`] takes an already-bound listener, so tests bind
 //! `127.0.0.1:0` and pass it in; [`run`] serves until a shutdown future.
@@ -32,6 +34,7 @@ pub mod network;
 pub mod node;
 pub mod policy_task;
 pub mod pool;
+pub mod probe;
 pub mod proxy_protocol;
 pub mod reload;
 #[cfg(target_os = "linux")]

@@ -45,6 +45,10 @@ enum Command {
         /// The hashsplit TOML file.
         #[arg(long)]
         config: PathBuf,
+        /// Also connects to every pool and node and reports what each
+        /// offers (no work is sent); fails if one cannot be used.
+        #[arg(long)]
+        probe: bool,
     },
     /// Runs the policy on a virtual clock against a fleet file.
     Simulate {
@@ -86,7 +90,10 @@ fn main() -> anyhow::Result<ExitCode> {
                 .context("starting the async runtime")?
                 .block_on(serve(config, path))?;
         }
-        Command::Check { config: path } => {
+        Command::Check {
+            config: path,
+            probe,
+        } => {
             let Some(config) = load(&path)? else {
                 return Ok(ExitCode::FAILURE);
             };
@@ -94,6 +101,15 @@ fn main() -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             print!("{}", check_summary(&config));
+            if probe {
+                let reports = tokio::runtime::Runtime::new()
+                    .context("starting the async runtime")?
+                    .block_on(hashsplit::probe::probe(&config));
+                print!("\nprobe:\n{}", hashsplit::probe::render(&reports));
+                if !reports.iter().all(|r| r.usable()) {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
         }
         Command::Simulate {
             config,

@@ -34,6 +34,35 @@ use prometheus::{
 /// The pool label of a share whose job is unknown (or that never named one).
 pub const NO_POOL: &str = "none";
 
+/// What became of a block sent to a node with `submitblock`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockResult {
+    /// The node took it (`submitblock` answered null).
+    Accepted,
+    /// The node refused it, with a reason (logged).
+    Rejected,
+    /// It could not be sent, or the node did not answer.
+    Error,
+}
+
+impl BlockResult {
+    /// Every result, so each series exists from the start.
+    pub const ALL: [BlockResult; 3] = [
+        BlockResult::Accepted,
+        BlockResult::Rejected,
+        BlockResult::Error,
+    ];
+
+    /// Returns the `result` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockResult::Accepted => "accepted",
+            BlockResult::Rejected => "rejected",
+            BlockResult::Error => "error",
+        }
+    }
+}
+
 /// Every metric the proxy exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -45,6 +74,8 @@ pub struct Metrics {
     pub block_candidates: IntCounterVec,
     /// Shares meeting the network target that came for a stale job.
     pub block_candidates_stale: IntCounterVec,
+    /// Blocks sent to a node pool with `submitblock`, by result.
+    pub blocks_submitted: IntCounterVec,
     /// 1 while the pool has a job and answers.
     pub pool_up: IntGaugeVec,
     /// 1 while a pool is kept from miners for refusing nearly every share.
@@ -129,6 +160,12 @@ impl Metrics {
                 "hashsplit_block_candidates_total",
                 "Shares meeting the network target, by pool",
                 &["pool"],
+            ),
+            blocks_submitted: counter_vec(
+                &registry,
+                "hashsplit_blocks_submitted_total",
+                "Blocks a node pool sent to its node with submitblock, by pool and result (accepted, rejected, error)",
+                &["pool", "result"],
             ),
             pool_up: register(
                 &registry,
@@ -363,6 +400,13 @@ impl Metrics {
     /// Returns the share series of shares that belong to no pool.
     pub fn no_pool_shares(&self) -> &ShareSeries {
         &self.no_pool
+    }
+
+    /// Counts a block sent to `pool`'s node.
+    pub fn block_submitted(&self, pool: &str, result: BlockResult) {
+        self.blocks_submitted
+            .with_label_values(&[pool, result.as_str()])
+            .inc();
     }
 
     /// Records the answer time of a forwarded share.

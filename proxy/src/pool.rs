@@ -15,12 +15,14 @@
 //! the miners' extranonce layouts) and takes the same thing (shares), so
 //! another kind of pool — Stratum v1 over TLS, a node's block templates,
 //! Stratum V2 — plugs in there without touching sessions or the policy
-//! task. Today there is one: Stratum v1 ([`sv1`]), whose stream comes from
-//! one function of the pool URL ([`sv1::connect`]).
+//! task. There are two: Stratum v1 ([`sv1`]), whose stream comes from
+//! one function of the pool URL ([`sv1::connect`]), and the operator's own
+//! node ([`node`]), whose jobs the proxy builds from block templates.
 
 #[cfg(test)]
 mod accounting_tests;
 mod backend;
+pub mod node;
 mod owner;
 mod registry;
 mod sv1;

@@ -168,6 +168,10 @@ fn connection_changes(old: &PoolConfig, new: &PoolConfig) -> Vec<String> {
         &old.tls.insecure,
         &new.tls.insecure,
     ));
+    if old.node != new.node {
+        // A node's chain, payout address, tag or refresh: work starts over.
+        changes.push(format!("{name}: node settings changed"));
+    }
     changes
 }
 

@@ -86,6 +86,13 @@ pub fn check_summary(config: &Config) -> String {
         if let Some(trust) = transport::describe_trust(&pool.url, &pool.tls) {
             let _ = write!(note, "  ({trust})");
         }
+        if let Some(node) = &pool.node {
+            let _ = write!(
+                note,
+                "  (own node, chain {}, pays {})",
+                node.chain, node.payout_address
+            );
+        }
         if row.avoided {
             note.push_str("  (avoided: network share)");
         }

@@ -447,6 +447,10 @@ impl<'a> Session<'a> {
         if notify.clean_jobs {
             self.block += 1;
         }
+        self.shared.update(|s| {
+            s.clean_jobs_received += u64::from(notify.clean_jobs);
+            s.prevhash = Some(hex::encode(notify.prevhash));
+        });
         let roll_mask = match (
             self.profile().rolls_version(),
             self.config.rolls_outside_mask,

@@ -163,6 +163,12 @@ pub struct MinerStats {
     pub queue_dropped: u64,
     /// Jobs received.
     pub jobs_received: u64,
+    /// Jobs received with `clean_jobs` (a new block, or a move to another
+    /// pool).
+    pub clean_jobs_received: u64,
+    /// The previous-block hash of the job being mined, as the notify sent
+    /// it (hex).
+    pub prevhash: Option<String>,
     /// Hashes done.
     pub hashes: u64,
     /// The difficulty of the job being mined.

@@ -92,6 +92,25 @@ impl TestChain {
         chain
     }
 
+    /// Returns the chain with `bits` as its compact network target (a
+    /// harder one than regtest's keeps most shares from being blocks).
+    pub fn with_bits(mut self, bits: u32) -> Self {
+        self.bits = CompactTarget::from_consensus(bits);
+        self.generation += 1;
+        self
+    }
+
+    /// Returns the compact network target.
+    pub fn bits(&self) -> u32 {
+        self.bits.to_consensus()
+    }
+
+    /// Returns the template generation: it changes with every new tip or
+    /// mempool.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Returns the chain's network.
     pub fn network(&self) -> Network {
         self.network

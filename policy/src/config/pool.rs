@@ -8,6 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::cap;
+use super::node::{self, NodeConfig};
 use super::url::{PoolUrl, Scheme};
 use crate::diag::Diagnostics;
 use crate::units::Ratio;
@@ -44,6 +45,17 @@ pub struct PoolConfig {
     pub max_share: Option<Ratio>,
     /// This pool's share of the whole Bitcoin network, if known.
     pub network_share: Option<Ratio>,
+    /// For a node pool (an `http://` url): its chain, payout address and
+    /// coinbase tag; `user` and `password` are then its RPC login (empty
+    /// with a cookie file).
+    pub node: Option<NodeConfig>,
+}
+
+impl PoolConfig {
+    /// Returns whether this pool is the operator's own node.
+    pub fn is_node(&self) -> bool {
+        self.node.is_some()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,19 +63,19 @@ pub struct PoolConfig {
 pub(super) struct RawPool {
     pub(super) name: Spanned<String>,
     url: Spanned<String>,
-    user: Spanned<String>,
-    #[serde(default = "default_password")]
-    password: String,
+    user: Option<Spanned<String>>,
+    password: Option<Spanned<String>>,
     weight: Option<Spanned<f64>>,
     max_share: Option<Spanned<f64>>,
     network_share: Option<Spanned<f64>>,
     ca_file: Option<Spanned<String>>,
     tls_insecure: Option<Spanned<bool>>,
     pub(super) enabled: Option<bool>,
-}
-
-fn default_password() -> String {
-    "x".to_owned()
+    chain: Option<Spanned<String>>,
+    payout_address: Option<Spanned<String>>,
+    cookie_file: Option<Spanned<String>>,
+    coinbase_tag: Option<Spanned<String>>,
+    template_refresh: Option<Spanned<String>>,
 }
 
 pub(super) fn validate_pool(diag: &mut Diagnostics<'_>, path: &str, raw: RawPool) -> PoolConfig {
@@ -74,10 +86,12 @@ pub(super) fn validate_pool(diag: &mut Diagnostics<'_>, path: &str, raw: RawPool
             "name must not be empty",
         );
     }
-    if raw.user.get_ref().trim().is_empty() {
+    if let Some(user) = &raw.user
+        && user.get_ref().trim().is_empty()
+    {
         diag.error(
             format!("{path}.user"),
-            Some(raw.user.span()),
+            Some(user.span()),
             "user must not be empty",
         );
     }
@@ -93,6 +107,37 @@ pub(super) fn validate_pool(diag: &mut Diagnostics<'_>, path: &str, raw: RawPool
             port: 0,
         }
     });
+    let keys = node::NodeKeys {
+        chain: raw.chain,
+        payout_address: raw.payout_address,
+        cookie_file: raw.cookie_file,
+        coinbase_tag: raw.coinbase_tag,
+        template_refresh: raw.template_refresh,
+    };
+    let (node, user, password) = if url.scheme == Scheme::Http {
+        let login = node::NodeLogin {
+            user: raw.user,
+            password: raw.password,
+        };
+        node::validate_node(diag, path, raw.url.span(), keys, login)
+    } else {
+        node::refuse_node_keys(diag, path, &keys);
+        if raw.user.is_none() {
+            diag.error(
+                path.to_owned(),
+                Some(raw.name.span()),
+                "missing field `user` (the worker name the pool is logged in with)",
+            );
+        }
+        let password = raw
+            .password
+            .map_or_else(|| "x".to_owned(), Spanned::into_inner);
+        (
+            None,
+            raw.user.map(Spanned::into_inner).unwrap_or_default(),
+            password,
+        )
+    };
     let tls = validate_tls(diag, path, &url, raw.ca_file, raw.tls_insecure);
     let weight = match raw.weight {
         Some(w) if !(w.get_ref().is_finite() && *w.get_ref() > 0.0) => {
@@ -124,11 +169,12 @@ pub(super) fn validate_pool(diag: &mut Diagnostics<'_>, path: &str, raw: RawPool
         name: raw.name.into_inner(),
         url,
         tls,
-        user: raw.user.into_inner(),
-        password: raw.password,
+        user,
+        password,
         weight,
         max_share,
         network_share,
+        node,
     }
 }
 

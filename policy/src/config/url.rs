@@ -1,5 +1,5 @@
 //! A pool's address: `stratum+tcp://host:port`, or `stratum+ssl://` and
-//! `stratum+tls://` for TLS.
+//! `stratum+tls://` for TLS, or `http://` for a node's JSON-RPC.
 
 use std::fmt;
 
@@ -15,12 +15,15 @@ pub enum Scheme {
     Ssl,
     /// `stratum+tls://`: TLS, the same as `stratum+ssl://`.
     Tls,
+    /// `http://`: a Bitcoin Core node's JSON-RPC (a node pool, see
+    /// [`super::NodeConfig`]).
+    Http,
 }
 
 impl Scheme {
     /// Returns whether the connection is wrapped in TLS.
     pub fn is_tls(self) -> bool {
-        self != Scheme::Tcp
+        matches!(self, Scheme::Ssl | Scheme::Tls)
     }
 
     fn prefix(self) -> &'static str {
@@ -28,6 +31,7 @@ impl Scheme {
             Scheme::Tcp => "stratum+tcp://",
             Scheme::Ssl => "stratum+ssl://",
             Scheme::Tls => "stratum+tls://",
+            Scheme::Http => "http://",
         }
     }
 }
@@ -36,7 +40,10 @@ impl Scheme {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum UrlError {
     /// The scheme is not one of the three.
-    #[error("url {0:?} must start with stratum+tcp://, stratum+ssl:// or stratum+tls://")]
+    #[error(
+        "url {0:?} must start with stratum+tcp://, stratum+ssl:// or stratum+tls:// (a pool), \
+         or http:// (a node's JSON-RPC)"
+    )]
     Scheme(String),
     /// `[` without `]`.
     #[error("url {0:?} has an unclosed '['")]
@@ -58,7 +65,7 @@ pub enum UrlError {
 }
 
 /// A pool's address from `stratum+tcp://host:port` (or `stratum+ssl://`,
-/// `stratum+tls://` for TLS).
+/// `stratum+tls://` for TLS, `http://` for a node's JSON-RPC).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolUrl {
     /// Plain TCP or TLS.
@@ -71,10 +78,10 @@ pub struct PoolUrl {
 }
 
 impl PoolUrl {
-    /// Returns the address of a `stratum+tcp://`, `stratum+ssl://` or
-    /// `stratum+tls://` `host:port` URL.
+    /// Returns the address of a `stratum+tcp://`, `stratum+ssl://`,
+    /// `stratum+tls://` or `http://` `host:port` URL.
     pub fn parse(url: &str) -> Result<Self, UrlError> {
-        let (scheme, rest) = [Scheme::Tcp, Scheme::Ssl, Scheme::Tls]
+        let (scheme, rest) = [Scheme::Tcp, Scheme::Ssl, Scheme::Tls, Scheme::Http]
             .into_iter()
             .find_map(|scheme| Some((scheme, url.strip_prefix(scheme.prefix())?)))
             .ok_or_else(|| UrlError::Scheme(url.to_owned()))?;

@@ -102,7 +102,9 @@ pub struct Event {
     /// Wall-clock time, seconds since the Unix epoch.
     pub unix: f64,
     /// `pool-up`, `pool-down`, `switch`, `reload`, `reload-refused`,
-    /// `block-candidate` or `stale-block-candidate`.
+    /// `block-candidate`, `stale-block-candidate`, or for a node pool
+    /// `block-accepted` / `block-refused` (its node's answer to
+    /// `submitblock`).
     pub kind: &'static str,
     /// The pool it is about, if one.
     pub pool: Option<String>,
@@ -170,6 +172,8 @@ struct Seen {
     switches: u64,
     blocks: f64,
     stale_blocks: f64,
+    /// Blocks a node pool submitted: accepted, and refused or undelivered.
+    node_blocks: (f64, f64),
     /// Submit-latency histogram sum and count at the last sample.
     latency: (f64, f64),
     latency_ms: Option<f64>,
@@ -283,6 +287,35 @@ impl Keeper {
                     message,
                 );
             }
+            let node_blocks = (
+                gathered.value(
+                    "hashsplit_blocks_submitted_total",
+                    &[("pool", name), ("result", "accepted")],
+                ),
+                gathered.value("hashsplit_blocks_submitted_total", &[("pool", name)]),
+            );
+            let node_blocks = (node_blocks.0, node_blocks.1 - node_blocks.0);
+            if node_blocks.0 > seen.node_blocks.0 {
+                let message = format!("block accepted by {name}'s node");
+                push_event(
+                    &mut self.snapshot.events,
+                    unix,
+                    "block-accepted",
+                    Some(name),
+                    message,
+                );
+            }
+            if node_blocks.1 > seen.node_blocks.1 {
+                let message = format!("block refused by, or not delivered to, {name}'s node");
+                push_event(
+                    &mut self.snapshot.events,
+                    unix,
+                    "block-refused",
+                    Some(name),
+                    message,
+                );
+            }
+            seen.node_blocks = node_blocks;
             if sampling {
                 let (sum, count) = latency;
                 let recent = (count > seen.latency.1)
@@ -508,6 +541,22 @@ mod tests {
 
     fn kinds(keeper: &Keeper) -> Vec<&'static str> {
         keeper.snapshot.events.iter().map(|e| e.kind).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn blocks_a_node_submitted_become_events_by_its_answer() {
+        let sources = sources();
+        let metrics = sources.metrics.clone();
+        let mut keeper = Keeper::new(sources, SAMPLE_EVERY);
+        keeper.poll();
+        metrics.block_submitted("b", crate::metrics::BlockResult::Accepted);
+        keeper.poll();
+        metrics.block_submitted("b", crate::metrics::BlockResult::Rejected);
+        metrics.block_submitted("b", crate::metrics::BlockResult::Error);
+        keeper.poll();
+        keeper.poll();
+        assert_eq!(kinds(&keeper), ["block-accepted", "block-refused"]);
+        assert_eq!(keeper.snapshot.events[0].pool.as_deref(), Some("b"));
     }
 
     #[tokio::test(start_paused = true)]

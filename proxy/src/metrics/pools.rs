@@ -40,6 +40,9 @@ impl Metrics {
     fn each_pool_series(&self, pool: &str, touch: Touch) {
         touch.apply(&self.block_candidates, &[pool]);
         touch.apply(&self.block_candidates_stale, &[pool]);
+        for result in super::BlockResult::ALL {
+            touch.apply(&self.blocks_submitted, &[pool, result.as_str()]);
+        }
         touch.apply(&self.pool_up, &[pool]);
         touch.apply(&self.pool_quarantined, &[pool]);
         touch.apply(&self.pool_difficulty, &[pool]);

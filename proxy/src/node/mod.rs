@@ -5,10 +5,13 @@
 //! - [`template`]: a `getblocktemplate` answer, read and checked.
 //! - [`work`]: the coinbase (BIP 34 height, tag, extranonce, payout, witness
 //!   commitment), the merkle branch, the `mining.notify`, and the block.
+//! - [`rpc`]: the JSON-RPC client that asks the node.
 //!
-//! The pool backend that polls the node and submits blocks builds on these
-//! (issue 12); the share path and switching are the same as for any pool.
+//! The pool backend that polls the node and submits blocks
+//! (`pool::node`) builds on these; the share path and switching are the
+//! same as for any pool.
 
+pub mod rpc;
 pub mod template;
 pub mod work;
 

@@ -66,21 +66,28 @@ pub(super) enum LinkError {
     NoFirstJob,
     #[error("no new job for {0}s")]
     NoNewJob(u64),
+    #[error("{0}")]
+    Node(super::node::NodeError),
 }
 
 /// The kinds of pool the proxy can run.
 enum Backend {
     /// Stratum v1 over a byte stream.
     Stratum1,
+    /// The operator's own Bitcoin Core, mined on its templates.
+    Node(hashsplit_policy::NodeConfig),
 }
 
 impl Backend {
-    /// Returns the backend for a pool's url. Every url the config accepts
-    /// today is Stratum v1; a `stratum+ssl://` url is too (its stream comes
-    /// from [`sv1::connect`]), while a node's templates or Stratum V2 would
-    /// be a variant of their own.
-    fn for_pool(_pool: &Pool) -> Self {
-        Backend::Stratum1
+    /// Returns the backend for a pool's entry: a node pool (an `http://`
+    /// url with node settings) is polled for templates; every other url is
+    /// Stratum v1 (a `stratum+ssl://` one too: its stream comes from
+    /// [`sv1::connect`]). Stratum V2 would be a variant of its own.
+    fn for_pool(pool: &Pool) -> Self {
+        match &pool.entry.node {
+            Some(node) => Backend::Node(node.clone()),
+            None => Backend::Stratum1,
+        }
     }
 }
 
@@ -88,5 +95,6 @@ impl Backend {
 pub(super) async fn run(pool: &mut Pool) -> Ended {
     match Backend::for_pool(pool) {
         Backend::Stratum1 => sv1::run(pool).await,
+        Backend::Node(node) => super::node::run(pool, node).await,
     }
 }

@@ -300,10 +300,14 @@ impl Pool {
     }
 }
 
-/// Returns whether `a` and `b` reach the pool differently (url, login or
-/// TLS settings).
+/// Returns whether `a` and `b` reach the pool differently (url, login,
+/// TLS settings, or a node's chain, payout or coinbase settings).
 fn connection_differs(a: &PoolConfig, b: &PoolConfig) -> bool {
-    a.url != b.url || a.user != b.user || a.password != b.password || a.tls != b.tls
+    a.url != b.url
+        || a.user != b.user
+        || a.password != b.password
+        || a.tls != b.tls
+        || a.node != b.node
 }
 
 /// Returns the delay before attempt `failures + 1`: exponential from 1 s,
