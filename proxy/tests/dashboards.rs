@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use hashsplit::metrics::Metrics;
+use hashsplit::network::metrics::NetworkMetrics;
 use serde_json::Value;
 
 /// Variables Grafana defines itself.
@@ -109,6 +110,9 @@ fn exported() -> HashSet<String> {
     let metrics = Metrics::new(&["a".into()]).with_per_worker(1);
     let _worker = metrics.workers.join("rig");
     metrics.workers.credit("rig", 1.0, SystemTime::now());
+    // Registered only with a [network] section.
+    let network = NetworkMetrics::register(metrics.registry()).unwrap();
+    network.share.with_label_values(&["a"]).set(0.1);
     let mut names = HashSet::new();
     for line in metrics.encode().lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {

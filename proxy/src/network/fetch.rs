@@ -184,3 +184,109 @@ where
     });
     Ok((sender, AbortOnDrop(driver)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsAcceptor;
+    use tokio_rustls::rustls::ServerConfig;
+    use tokio_rustls::rustls::crypto::ring;
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    use super::*;
+
+    fn source(addr: SocketAddr) -> SourceUrl {
+        SourceUrl::parse(&format!("http://{addr}/pools")).unwrap()
+    }
+
+    /// A server that reads one request head and answers `reply` (or
+    /// nothing, keeping the connection open, for `None`).
+    async fn server(reply: Option<Vec<u8>>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = vec![0; 4096];
+            let _ = stream.read(&mut head).await;
+            match reply {
+                Some(reply) => {
+                    // The client may hang up early on a body over the limit.
+                    let _ = stream.write_all(&reply).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_200_answer_is_its_body_and_other_statuses_are_errors() {
+        let ok = server(Some(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_vec(),
+        ))
+        .await;
+        assert_eq!(fetch(&source(ok)).await.unwrap(), Bytes::from_static(b"{}"));
+        let moved = b"HTTP/1.1 301 Moved Permanently\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n";
+        let moved = server(Some(moved.to_vec())).await;
+        let error = fetch(&source(moved)).await.unwrap_err();
+        assert!(
+            matches!(error, FetchError::Status { status, .. } if status == 301),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_limit_is_refused() {
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        )
+        .into_bytes();
+        reply.resize(reply.len() + MAX_BODY + 1, b' ');
+        let addr = server(Some(reply)).await;
+        let error = fetch(&source(addr)).await.unwrap_err();
+        assert!(matches!(error, FetchError::TooLarge { .. }), "{error}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_source_that_never_answers_times_out() {
+        let addr = server(None).await;
+        let started = tokio::time::Instant::now();
+        let error = fetch(&source(addr)).await.unwrap_err();
+        assert!(matches!(error, FetchError::Timeout { .. }), "{error}");
+        assert_eq!(started.elapsed(), FETCH_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn an_https_source_is_verified_like_a_tls_pool() {
+        // A self-signed certificate chains to no trusted root.
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = acceptor.accept(stream).await;
+        });
+        let url = SourceUrl::parse(&format!("https://localhost:{port}/pools")).unwrap();
+        let error = fetch(&url).await.unwrap_err();
+        assert!(matches!(error, FetchError::Tls { .. }), "{error}");
+        assert!(
+            error.to_string().contains("not signed by a trusted CA"),
+            "{error}"
+        );
+    }
+}
