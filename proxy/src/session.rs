@@ -41,7 +41,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::directory::MinerDirectory;
 use crate::drain::Drain;
-use crate::extranonce::Extranonce1;
+use crate::extranonce::{Extranonce1, Space};
 use crate::jobs::{JobBook, Layout, Layouts, PoolJob};
 use crate::metrics::{Metrics, WorkerSeries};
 use crate::policy_task::PolicyHandle;
@@ -382,7 +382,12 @@ impl Session {
             }
             Event::PoolState => self.on_pool_state().await,
             Event::Assignment => self.follow_assignment().await,
-            Event::Retarget => self.retarget().await,
+            Event::Retarget => {
+                // Also here, not only on a new plan: plans that move nobody
+                // wake no session.
+                self.maybe_ask_reconnect().await?;
+                self.retarget().await
+            }
         }
     }
 
@@ -554,8 +559,13 @@ impl Session {
         };
         self.fit_version_mask(pool_mask).await?;
         let Some(job) = job.filter(|_| up) else {
-            // The policy moves the miner at the next plan; until then it
-            // keeps hashing the last job, whose shares are judged by epoch.
+            // A pool that went down moves its miners at the next plan; an
+            // extra connection of it that went down (which the policy does
+            // not hear of) moves its space's miners now. Until then the
+            // miner hashes the last job, judged by its epoch.
+            if self.extranonce1.space() != Space::FIRST {
+                return self.follow_assignment().await;
+            }
             return Ok(());
         };
         let same = self

@@ -1,8 +1,9 @@
 //! Past one upstream connection's extranonce space: with one-byte miner
 //! extranonce1s and at most two miners per pool connection, the proxy
 //! opens more connections to each pool as miners arrive, every miner mines
-//! accepted shares on whichever pool the policy sends it to, and the extra
-//! connections close once their miners have gone for a while.
+//! accepted shares on whichever pool the policy sends it to, the extra
+//! connections close once their miners have gone for a while, and a reload
+//! that takes a pool out and puts it back closes and reopens them all.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Bed, POOL_USER, fast_policy};
+use common::{Bed, POOL_USER, config, fast_policy, pool_entry};
 use hashsplit_stratum::Difficulty;
 use miner_sim::{SimMiner, SimPoolConfig, eventually};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -197,5 +198,67 @@ async fn extra_connections_close_when_their_miners_have_gone_and_open_again() {
         "the first connection stayed"
     );
     drop(miners);
+    bed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_taken_out_closes_every_connection_and_put_back_opens_them() {
+    let five_seconds = Duration::from_secs(5);
+    let bed = Bed::start_with(
+        vec![
+            (small_pool(five_seconds), ""),
+            (small_pool(five_seconds), ""),
+        ],
+        &fast_policy(1.0),
+        DOWNSTREAM,
+    )
+    .await;
+    bed.pools_up().await;
+    let miners = bed.asic_miners(5, 2e5);
+    let toml = |pools: usize| {
+        let mut toml = format!("{}\n{DOWNSTREAM}\n", fast_policy(1.0));
+        for (i, pool) in bed.pools.iter().enumerate().take(pools) {
+            toml.push_str(&pool_entry(i, pool.addr(), ""));
+        }
+        config(&toml)
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || bed.pools[1]
+            .stats()
+            .connections_open
+            == 3)
+        .await,
+        "{:?}",
+        bed.pools[1].stats()
+    );
+    bed.proxy.reload(toml(1));
+    let out = eventually(Duration::from_secs(30), || {
+        bed.pools[1].stats().connections_open == 0
+    });
+    assert!(out.await, "every connection of the removed pool closed");
+    assert_eq!(
+        bed.pools[0].stats().connections_open,
+        3,
+        "the other pool keeps its own"
+    );
+
+    bed.proxy.reload(toml(2));
+    let before = bed.pools[1].stats().worker(POOL_USER).accepted;
+    let back = eventually(Duration::from_secs(30), || {
+        bed.pools[1].stats().connections_open == 3
+            && bed.pools[1].stats().worker(POOL_USER).accepted > before + 10
+    });
+    assert!(back.await, "{:?}", bed.pools[1].stats());
+    for pool in &bed.pools {
+        assert_eq!(
+            pool.stats().worker(POOL_USER).rejected,
+            0,
+            "{:?}",
+            pool.stats()
+        );
+    }
+    for miner in miners {
+        assert_eq!(miner.stop().await.reconnects, 0);
+    }
     bed.stop().await;
 }

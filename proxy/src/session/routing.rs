@@ -79,7 +79,7 @@ impl Session {
         self.sync_pools();
         let assigned = self.assignment.borrow_and_update().pool_for(self.miner);
         match assigned {
-            Some(pool) if Some(pool) == self.current => Ok(()),
+            Some(pool) if Some(pool) == self.current && self.pool_ready(pool) => Ok(()),
             Some(pool) if self.pool_ready(pool) => self.switch_to(pool).await,
             // The plan names no pool this miner can use now: keep it
             // hashing for a live pool rather than idle or on a dead one.
