@@ -71,6 +71,7 @@ impl Drop for Open {
 pub(crate) async fn run(
     listener: TcpListener,
     shared: Arc<Shared>,
+    allocator: ExtranonceAllocator,
     accepting: CancellationToken,
     stopping: CancellationToken,
     tasks: TaskTracker,
@@ -78,8 +79,6 @@ pub(crate) async fn run(
     let server = &shared.config.server;
     let max_connections = server.max_connections as usize;
     let per_ip_limit = server.max_connections_per_ip as usize;
-    let allocator =
-        ExtranonceAllocator::new(usize::from(shared.config.downstream.extranonce1_size));
     let per_ip = PerIp::default();
     // Behind a balancer, the direct peer's connections still reading their
     // header: one address cannot fill every slot with silent connections.

@@ -77,6 +77,9 @@ pub struct DownstreamConfig {
     pub extranonce1_size: u8,
     /// Bytes of extranonce2 the miner rolls, 1..=8 (default 4).
     pub extranonce2_size: u8,
+    /// Most miners on one upstream connection to a pool (default: every
+    /// extranonce1 prefix); past it, each pool gets another connection.
+    pub miners_per_pool_connection: Option<u32>,
     /// Shares per minute vardiff aims for (default 20).
     pub share_rate: f64,
     /// Lowest difficulty vardiff may set (default 0.001).
@@ -131,6 +134,7 @@ impl Default for DownstreamConfig {
         DownstreamConfig {
             extranonce1_size: 3,
             extranonce2_size: 4,
+            miners_per_pool_connection: None,
             share_rate: 20.0,
             min_difficulty: 0.001,
             initial_difficulty: 8192.0,
@@ -168,6 +172,7 @@ struct RawServer {
 struct RawDownstream {
     extranonce1_size: Option<Spanned<i64>>,
     extranonce2_size: Option<Spanned<i64>>,
+    miners_per_pool_connection: Option<Spanned<i64>>,
     share_rate: Option<Spanned<f64>>,
     min_difficulty: Option<Spanned<f64>>,
     initial_difficulty: Option<Spanned<f64>>,
@@ -273,22 +278,29 @@ impl Config {
 }
 
 /// Warns when `max_connections` miners cannot all get an extranonce1: the
-/// prefixes run out first (their first byte is never zero, see
-/// [`crate::extranonce`]), and later miners are refused.
+/// prefixes (their first byte is never zero, see [`crate::extranonce`])
+/// of every connection the proxy may open to a pool run out first, and
+/// later miners are refused.
 fn warn_extranonce_space(
     diag: &mut Diagnostics<'_>,
     server: &ServerConfig,
     downstream: &DownstreamConfig,
 ) {
     let size = u32::from(downstream.extranonce1_size);
-    let space = 255u64 << (8 * (size - 1));
+    let prefixes = 255u64 << (8 * (size - 1));
+    let per_connection = downstream
+        .miners_per_pool_connection
+        .map_or(prefixes, |n| u64::from(n).min(prefixes));
+    let space = per_connection * crate::extranonce::MAX_SPACES as u64;
     if u64::from(server.max_connections) > space {
         diag.warning(
             "downstream.extranonce1_size",
             None,
             format!(
-                "{size}-byte extranonce1s give {space} miners at most, fewer than \
-                 server.max_connections ({}): later miners are refused",
+                "{size}-byte extranonce1s give {per_connection} miners per pool connection, \
+                 {space} at most in {} connections, fewer than server.max_connections ({}): \
+                 later miners are refused",
+                crate::extranonce::MAX_SPACES,
                 server.max_connections
             ),
         );
@@ -372,6 +384,14 @@ fn read_downstream(diag: &mut Diagnostics<'_>, raw: RawDownstream) -> Downstream
             8,
         )
         .map_or(d.extranonce2_size, |n| n as u8),
+        miners_per_pool_connection: count(
+            diag,
+            "downstream.miners_per_pool_connection",
+            raw.miners_per_pool_connection,
+            1,
+            u32::MAX,
+        )
+        .map(|n| n as u32),
         share_rate: positive(diag, "downstream.share_rate", raw.share_rate).unwrap_or(d.share_rate),
         min_difficulty: positive(diag, "downstream.min_difficulty", raw.min_difficulty)
             .unwrap_or(d.min_difficulty),

@@ -272,11 +272,83 @@ impl PoolJob {
 
     /// Returns the extranonce2 the pool expects for a miner's share:
     /// `pad ‖ en1 ‖ en2`.
-    pub fn pool_extranonce2(&self, extranonce1: &[u8], extranonce2: &[u8]) -> Vec<u8> {
-        let mut out = vec![0u8; self.padding];
+    pub fn pool_extranonce2(&self, extranonce1: &[u8], extranonce2: &[u8]) -> PoolExtranonce2 {
+        PoolExtranonce2::new(self.padding, extranonce1, extranonce2)
+    }
+}
+
+/// Bytes a [`PoolExtranonce2`] holds without allocating: pools give 4 to 8
+/// bytes, a few up to 16.
+const INLINE_EXTRANONCE2: usize = 32;
+
+/// A share's extranonce2 as its pool expects it (`pad ‖ en1 ‖ en2`),
+/// held inline so forwarding a share allocates nothing for it; it reads
+/// as a byte slice.
+#[derive(Clone)]
+pub struct PoolExtranonce2(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_EXTRANONCE2],
+    },
+    /// An extranonce2 longer than any pool gives: still correct.
+    Heap(Box<[u8]>),
+}
+
+impl PoolExtranonce2 {
+    /// Returns `padding` zero bytes, then `extranonce1`, then `extranonce2`.
+    pub fn new(padding: usize, extranonce1: &[u8], extranonce2: &[u8]) -> Self {
+        let len = padding + extranonce1.len() + extranonce2.len();
+        let Ok(short) = u8::try_from(len) else {
+            return PoolExtranonce2(Repr::Heap(Self::heap(padding, extranonce1, extranonce2)));
+        };
+        if len > INLINE_EXTRANONCE2 {
+            return PoolExtranonce2(Repr::Heap(Self::heap(padding, extranonce1, extranonce2)));
+        }
+        let mut bytes = [0u8; INLINE_EXTRANONCE2];
+        bytes[padding..padding + extranonce1.len()].copy_from_slice(extranonce1);
+        bytes[padding + extranonce1.len()..len].copy_from_slice(extranonce2);
+        PoolExtranonce2(Repr::Inline { len: short, bytes })
+    }
+
+    fn heap(padding: usize, extranonce1: &[u8], extranonce2: &[u8]) -> Box<[u8]> {
+        let mut out = vec![0u8; padding];
         out.extend_from_slice(extranonce1);
         out.extend_from_slice(extranonce2);
-        out
+        out.into_boxed_slice()
+    }
+}
+
+impl std::ops::Deref for PoolExtranonce2 {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl PartialEq for PoolExtranonce2 {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for PoolExtranonce2 {}
+
+impl std::hash::Hash for PoolExtranonce2 {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
+
+impl std::fmt::Debug for PoolExtranonce2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PoolExtranonce2({})", hex::encode(&**self))
     }
 }
 

@@ -63,6 +63,7 @@ use tracing::{error, info, warn};
 
 use crate::directory::MinerDirectory;
 use crate::drain::Drain;
+use crate::extranonce::ExtranonceAllocator;
 use crate::jobs::{JobIds, Layout, Layouts};
 use crate::metrics::Metrics;
 use crate::policy_task::{PolicyInbox, PolicyReload};
@@ -131,6 +132,12 @@ impl Proxy {
             extranonce1_size: usize::from(config.downstream.extranonce1_size),
             extranonce2_size: usize::from(config.downstream.extranonce2_size),
         }));
+        let downstream = &config.downstream;
+        let extranonces = ExtranonceAllocator::for_miners(
+            usize::from(downstream.extranonce1_size),
+            downstream.miners_per_pool_connection.map(|n| n as usize),
+            config.server.max_connections as usize,
+        );
         let pools = PoolRegistry::default();
         let (policy, policy_inbox) = policy_task::spawn(
             Arc::new(config.policy.clone()),
@@ -144,6 +151,7 @@ impl Proxy {
             ids: Arc::new(JobIds::default()),
             layouts: Arc::clone(&layouts),
             version_mask: config.downstream.version_mask,
+            spaces: extranonces.occupied(),
             policy: policy_inbox.clone(),
             shutdown: stopping.clone(),
             tasks: tasks.clone(),
@@ -179,6 +187,7 @@ impl Proxy {
         tasks.spawn(accept::run(
             listener,
             shared,
+            extranonces,
             accepting.clone(),
             stopping.clone(),
             tasks.clone(),

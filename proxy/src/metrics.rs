@@ -84,6 +84,9 @@ pub struct Metrics {
     pub pool_difficulty: GaugeVec,
     /// Upstream connection attempts after the first, by pool.
     pub upstream_reconnects: IntCounterVec,
+    /// Connections to each pool that are up: the first, and extra ones
+    /// while one connection's extranonce space is full.
+    pub upstream_connections: IntGaugeVec,
     /// Jobs (`mining.notify`) received from each pool.
     pub upstream_jobs: IntCounterVec,
     /// Unix time of each pool's latest job.
@@ -202,6 +205,16 @@ impl Metrics {
                 "hashsplit_upstream_reconnects_total",
                 "Connection attempts to a pool after the first",
                 &["pool"],
+            ),
+            upstream_connections: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "hashsplit_upstream_connections",
+                        "Connections to the pool that are up: the first, and more while one connection's extranonce space is full",
+                    ),
+                    &["pool"],
+                ),
             ),
             upstream_jobs: counter_vec(
                 &registry,

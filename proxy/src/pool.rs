@@ -1,11 +1,22 @@
 //! Pools: one owner each, and a cheap handle for everyone else.
 //!
-//! Everything about one pool — its connection, health and quarantine, the
+//! Everything about one pool — its connections, health and quarantine, the
 //! jobs it publishes, its metric series, reconfiguration on reload and
 //! retirement — belongs to one task, the pool's owner ([`owner`]). Sessions,
 //! the policy task and the reload path hold a [`PoolHandle`]: forward a
 //! share (waiting for room while the pool is up, never refused because a
 //! queue filled), watch the pool's [`PoolState`], reconfigure, retire.
+//!
+//! A pool has one connection per extranonce [`Space`] that holds miners:
+//! the first always, and another for each space the proxy opened once the
+//! first was full (see [`crate::extranonce`]). Each connection has its own
+//! pool extranonce1, so its own jobs, epochs and share queues; a miner's
+//! handle of a pool is the one for its space ([`PoolHandle::in_space`]),
+//! so wherever the policy sends it, it mines on that pool's connection for
+//! its space, and its shares go back the same way. The pool is up (for the
+//! policy, its gauge and the status page) while its first connection is;
+//! an extra connection still coming up only keeps its own space's miners
+//! on other pools meanwhile.
 //! [`Pools`] is the set of handles by [`PoolId`], published as a snapshot by
 //! its one writer, [`PoolRegistry`], whenever a reload adds or replaces a
 //! pool.
@@ -37,7 +48,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::jobs::{JobIds, Layouts, PoolState};
+use crate::extranonce::Space;
+use crate::jobs::{JobIds, Layouts, PoolExtranonce2, PoolState};
 use crate::metrics::{Metrics, Outcome, ShareSeries, Unsettled};
 use crate::policy_task::PolicyInbox;
 
@@ -61,7 +73,7 @@ pub struct Forward {
     /// The pool's job id.
     pub pool_job_id: Arc<str>,
     /// `pad ‖ en1 ‖ en2`, the pool's extranonce2.
-    pub extranonce2: Vec<u8>,
+    pub extranonce2: PoolExtranonce2,
     /// Header time.
     pub ntime: u32,
     /// Header nonce.
@@ -132,20 +144,37 @@ struct Desired {
     retired: bool,
 }
 
-/// What the rest of the proxy holds of a pool. Cloning is cheap (a few
-/// reference counts); each clone watches the pool's state on its own.
+/// What the rest of the proxy holds of a pool, for miners of one
+/// extranonce [`Space`] (each space has its own connection to the pool).
+/// Cloning is cheap (a reference count and a watch receiver); each clone
+/// watches its connection's state on its own.
 #[derive(Debug, Clone)]
 pub struct PoolHandle {
     id: PoolId,
+    space: Space,
+    state: watch::Receiver<PoolState>,
+    shared: Arc<Shared>,
+}
+
+/// What every handle of a pool shares.
+#[derive(Debug)]
+struct Shared {
     name: Arc<str>,
+    /// Each connection's state and queues, by [`Space`].
+    connections: Box<[Queues]>,
+    desired: watch::Sender<Desired>,
+    /// Cancelled once the owner has ended.
+    finished: CancellationToken,
+    /// The pool's share counters (registered by its owner).
+    shares_series: ShareSeries,
+}
+
+/// One connection's published state and share queues, as handles see them.
+#[derive(Debug)]
+struct Queues {
     state: watch::Receiver<PoolState>,
     shares: mpsc::Sender<Forward>,
     blocks: mpsc::Sender<Forward>,
-    desired: Arc<watch::Sender<Desired>>,
-    /// The pool's share counters (registered by its owner).
-    shares_series: ShareSeries,
-    /// Cancelled once the owner has ended.
-    finished: CancellationToken,
 }
 
 impl PoolHandle {
@@ -156,17 +185,37 @@ impl PoolHandle {
 
     /// Returns the pool's name from the TOML file (its metric label).
     pub fn name(&self) -> &Arc<str> {
-        &self.name
+        &self.shared.name
     }
 
     /// Returns the pool's share counters: a share of this pool is
     /// submitted (and settled) through them.
     pub fn shares(&self) -> &ShareSeries {
-        &self.shares_series
+        &self.shared.shares_series
     }
 
-    /// Returns what the pool publishes now (do not hold it across an
-    /// await).
+    /// Returns the handle for miners of `space`: the pool's connection
+    /// that serves them (the pool opens it while the space has miners).
+    ///
+    /// # Panics
+    /// If the pool has no connection for `space`: the extranonce allocator
+    /// and the pools are sized from the same [`Context::spaces`].
+    pub fn in_space(&self, space: Space) -> PoolHandle {
+        let queues = self
+            .shared
+            .connections
+            .get(space.index())
+            .expect("every space the allocator hands out has a connection");
+        PoolHandle {
+            id: self.id,
+            space,
+            state: queues.state.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Returns what the pool's connection for this handle's space
+    /// publishes now (do not hold it across an await).
     pub fn state(&self) -> watch::Ref<'_, PoolState> {
         self.state.borrow()
     }
@@ -182,16 +231,18 @@ impl PoolHandle {
         self.state.changed().await
     }
 
-    /// Queues a share for the pool. While the queue is full the caller
-    /// waits for room (up to [`QUEUE_WAIT`]): a pool that is up takes every
-    /// share, however bursty. A pool that is down answers queued shares as
-    /// unavailable at once, so the wait is short then. Block candidates
-    /// have their own queue, which the owner always reads first.
+    /// Queues a share for the pool (on this handle's connection). While
+    /// the queue is full the caller waits for room (up to [`QUEUE_WAIT`]):
+    /// a pool that is up takes every share, however bursty. A pool that is
+    /// down answers queued shares as unavailable at once, so the wait is
+    /// short then. Block candidates have their own queue, which the owner
+    /// always reads first.
     pub async fn forward(&self, share: Forward, block_candidate: bool) -> Result<(), Unqueued> {
+        let queues = &self.shared.connections[self.space.index()];
         let queue = if block_candidate {
-            &self.blocks
+            &queues.blocks
         } else {
-            &self.shares
+            &queues.shares
         };
         let share = match queue.try_send(share) {
             Ok(()) => return Ok(()),
@@ -211,13 +262,14 @@ impl PoolHandle {
 
     /// Returns the pool's `[[pool]]` entry as last configured.
     pub fn entry(&self) -> PoolConfig {
-        self.desired.borrow().entry.clone()
+        self.shared.desired.borrow().entry.clone()
     }
 
     /// Applies a reloaded `[[pool]]` entry: a new url, user or password
-    /// makes the pool reconnect with it; weights and caps are the policy's.
+    /// makes the pool reconnect with it (every connection of it); weights
+    /// and caps are the policy's.
     pub fn reconfigure(&self, entry: PoolConfig) {
-        self.desired.send_if_modified(|desired| {
+        self.shared.desired.send_if_modified(|desired| {
             let changed = desired.entry != entry;
             desired.entry = entry;
             changed
@@ -226,18 +278,19 @@ impl PoolHandle {
 
     /// Takes the pool out for good (it left the config file). The pool is
     /// marked down at once, so the policy moves its miners, but keeps its
-    /// connection for [`RETIRE_GRACE`] so shares for its jobs still on
+    /// connections for [`RETIRE_GRACE`] so shares for its jobs still on
     /// their way are forwarded and answered; then its owner answers what it
     /// holds as unavailable, leaves the pool down and out of every miner's
     /// version mask, and removes its series.
     pub fn retire(&self) {
-        self.desired
+        self.shared
+            .desired
             .send_if_modified(|desired| !std::mem::replace(&mut desired.retired, true));
     }
 
     /// Returns whether the pool was taken out of the config.
     pub fn is_retired(&self) -> bool {
-        self.desired.borrow().retired
+        self.shared.desired.borrow().retired
     }
 }
 
@@ -252,6 +305,10 @@ pub struct Context {
     pub layouts: Arc<Layouts>,
     /// The version-rolling mask to ask pools for (0: none).
     pub version_mask: u32,
+    /// Which extranonce spaces hold miners, by index: its length is how
+    /// many connections a pool may have, and a pool keeps a connection
+    /// open for each space that holds miners.
+    pub spaces: watch::Receiver<Vec<bool>>,
     /// Where a pool going up or down is reported.
     pub policy: PolicyInbox,
     /// Stops every pool.
@@ -261,23 +318,39 @@ pub struct Context {
 }
 
 /// Starts the owner of pool `id` with its `[[pool]]` entry and returns its
-/// handle. `replaces` is the handle of the pool's previous owner, for a
-/// pool back in the config: the new owner waits for it to have finished
-/// (so its last writes cannot land on the new state or series) and starts
-/// after its epoch (so the old jobs stay stale).
+/// handle (for [`Space::FIRST`]). `replaces` is the handle of the pool's
+/// previous owner, for a pool back in the config: the new owner waits for
+/// it to have finished (so its last writes cannot land on the new state or
+/// series) and starts after its epochs (so the old jobs stay stale).
 pub fn spawn(
     context: &Context,
     id: PoolId,
     entry: PoolConfig,
     replaces: Option<&PoolHandle>,
 ) -> PoolHandle {
-    let first = PoolState {
-        epoch: replaces.map_or(0, |old| old.state().epoch + 1),
-        ..PoolState::default()
-    };
-    let (state_tx, state_rx) = watch::channel(first);
-    let (shares_tx, shares_rx) = mpsc::channel(FORWARD_QUEUE);
-    let (blocks_tx, blocks_rx) = mpsc::channel(FORWARD_QUEUE);
+    let spaces = context.spaces.borrow().len().max(1);
+    let mut queues = Vec::with_capacity(spaces);
+    let mut connections = Vec::with_capacity(spaces);
+    for index in 0..spaces {
+        let space = Space(u16::try_from(index).expect("at most MAX_SPACES spaces"));
+        let first = PoolState {
+            epoch: replaces.map_or(0, |old| old.in_space(space).state().epoch + 1),
+            ..PoolState::default()
+        };
+        let (state_tx, state_rx) = watch::channel(first);
+        let (shares_tx, shares_rx) = mpsc::channel(FORWARD_QUEUE);
+        let (blocks_tx, blocks_rx) = mpsc::channel(FORWARD_QUEUE);
+        queues.push(Queues {
+            state: state_rx,
+            shares: shares_tx,
+            blocks: blocks_tx,
+        });
+        connections.push(owner::ConnectionParts {
+            state: state_tx,
+            shares: shares_rx,
+            blocks: blocks_rx,
+        });
+    }
     let name: Arc<str> = Arc::from(entry.name.as_str());
     let (desired_tx, desired_rx) = watch::channel(Desired {
         entry: entry.clone(),
@@ -290,34 +363,35 @@ pub fn spawn(
         // once the previous owner has taken its series out.
         context.metrics.add_shares(&series);
     }
-    let owner = owner::Pool::new(
+    let owner = owner::Owner::new(
         owner::Parts {
             id,
             name: Arc::clone(&name),
             entry,
-            state: state_tx,
-            shares: shares_rx,
-            blocks: blocks_rx,
+            connections,
             desired: desired_rx,
             series: series.clone(),
         },
         context,
     );
-    let predecessor = replaces.map(|old| old.finished.clone());
+    let predecessor = replaces.map(|old| old.shared.finished.clone());
     let done = finished.clone();
     context.tasks.spawn(async move {
         owner.run(predecessor).await;
         done.cancel();
     });
+    let state = queues[0].state.clone();
     PoolHandle {
         id,
-        name,
-        state: state_rx,
-        shares: shares_tx,
-        blocks: blocks_tx,
-        desired: Arc::new(desired_tx),
-        shares_series: series,
-        finished,
+        space: Space::FIRST,
+        state,
+        shared: Arc::new(Shared {
+            name,
+            connections: queues.into_boxed_slice(),
+            desired: desired_tx,
+            finished,
+            shares_series: series,
+        }),
     }
 }
 
@@ -337,21 +411,26 @@ mod tests {
         .policy
         .pools[0]
             .clone();
+        let state = watch::channel(PoolState::default()).1;
         let handle = PoolHandle {
             id: PoolId(0),
-            name: Arc::from("p"),
-            state: watch::channel(PoolState::default()).1,
-            shares,
-            blocks,
-            desired: Arc::new(
-                watch::channel(Desired {
+            space: Space::FIRST,
+            state: state.clone(),
+            shared: Arc::new(Shared {
+                name: Arc::from("p"),
+                connections: Box::new([Queues {
+                    state,
+                    shares,
+                    blocks,
+                }]),
+                desired: watch::channel(Desired {
                     entry,
                     retired: false,
                 })
                 .0,
-            ),
-            shares_series: ShareSeries::new("p"),
-            finished: CancellationToken::new(),
+                finished: CancellationToken::new(),
+                shares_series: ShareSeries::new("p"),
+            }),
         };
         (handle, rx)
     }
@@ -360,7 +439,7 @@ mod tests {
         let (reply, answer) = oneshot::channel();
         let share = Forward {
             pool_job_id: Arc::from("j"),
-            extranonce2: vec![0; 8],
+            extranonce2: PoolExtranonce2::new(8, &[], &[]),
             ntime: 0,
             nonce: 0,
             version_bits: None,

@@ -41,7 +41,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::directory::MinerDirectory;
 use crate::drain::Drain;
-use crate::extranonce::Extranonce1;
+use crate::extranonce::{Extranonce1, Space};
 use crate::jobs::{JobBook, Layout, Layouts, PoolJob};
 use crate::metrics::{Metrics, WorkerSeries};
 use crate::policy_task::PolicyHandle;
@@ -183,8 +183,9 @@ pub struct Session {
     /// The job last sent, to send each job once.
     sent_job: Option<Arc<PoolJob>>,
     book: JobBook,
-    /// This session's handles of every pool, by [`PoolId`] (each watches
-    /// its pool's state for this session).
+    /// This session's handles of every pool, by [`PoolId`]: each for the
+    /// pool's connection that serves this miner's extranonce space, and
+    /// each watching that connection's state for this session.
     pools: Vec<PoolHandle>,
     /// Where a new set of pools shows up after a reload.
     pool_set: Pools,
@@ -220,11 +221,8 @@ impl Session {
             shared.line_budget.clone(),
         );
         let mut pool_set = shared.pools.clone();
-        let pools = pool_set
-            .if_changed()
-            .unwrap_or_else(|| pool_set.snapshot())
-            .handles()
-            .to_vec();
+        let set = pool_set.if_changed().unwrap_or_else(|| pool_set.snapshot());
+        let pools = routing::handles_in(&set, extranonce1.space());
         let assignment = shared.policy.assignment.clone();
         // The prefix's last holder built the same coinbases: what it had
         // accepted is a duplicate here.
@@ -311,6 +309,11 @@ impl Session {
             if timer.deadline() != wake {
                 timer.as_mut().reset(wake);
             }
+            // Before its first job, a miner watches the first pool: its
+            // space's connection coming up (an extra one, which the policy
+            // does not hear of) is when it can start.
+            let waiting = authorized && self.subscribed && !self.pools.is_empty();
+            let watching = self.current.is_some() || waiting;
             let watched = self.current.unwrap_or(PoolId(0)).index();
             let event = tokio::select! {
                 biased;
@@ -328,7 +331,7 @@ impl Session {
                     Some(Err(_)) => return Ended::IoError,
                     None => return self.closed(),
                 },
-                Ok(()) = self.pools[watched].changed(), if self.current.is_some() => Event::PoolState,
+                Ok(()) = self.pools[watched].changed(), if watching => Event::PoolState,
                 Ok(()) = self.assignment.changed(), if authorized => Event::Assignment,
                 () = &mut timer => {
                     let now = Instant::now();
@@ -379,7 +382,12 @@ impl Session {
             }
             Event::PoolState => self.on_pool_state().await,
             Event::Assignment => self.follow_assignment().await,
-            Event::Retarget => self.retarget().await,
+            Event::Retarget => {
+                // Also here, not only on a new plan: plans that move nobody
+                // wake no session.
+                self.maybe_ask_reconnect().await?;
+                self.retarget().await
+            }
         }
     }
 
@@ -541,7 +549,8 @@ impl Session {
     /// Sends the current pool's newest job if the miner does not have it.
     async fn on_pool_state(&mut self) -> Result<(), Ended> {
         let Some(pool) = self.current else {
-            return Ok(());
+            self.pools[0].borrow_and_update();
+            return self.start_mining().await;
         };
         let (up, job, pool_mask) = {
             let state = self.pools[pool.index()].borrow_and_update();
@@ -550,8 +559,13 @@ impl Session {
         };
         self.fit_version_mask(pool_mask).await?;
         let Some(job) = job.filter(|_| up) else {
-            // The policy moves the miner at the next plan; until then it
-            // keeps hashing the last job, whose shares are judged by epoch.
+            // A pool that went down moves its miners at the next plan; an
+            // extra connection of it that went down (which the policy does
+            // not hear of) moves its space's miners now. Until then the
+            // miner hashes the last job, judged by its epoch.
+            if self.extranonce1.space() != Space::FIRST {
+                return self.follow_assignment().await;
+            }
             return Ok(());
         };
         let same = self

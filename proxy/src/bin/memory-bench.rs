@@ -179,7 +179,18 @@ async fn measure(child: &mut Child, pool: &SimPool, args: &Args) -> anyhow::Resu
     }
     let rss = rss_kib(pid)?;
     let per_miner = rss.saturating_sub(base) as f64 / (miners.len() - 1).max(1) as f64;
+    let miners_count = miners.len();
+    let cpu_before = cpu_ms(pid);
     let (notify_last, missed) = new_block_reaches_all(pool, miners).await;
+    // What the fan-out cost the proxy itself, whatever else the machine
+    // was doing meanwhile (on a busy machine the wait is mostly for a CPU).
+    if let (Ok(before), Ok(after)) = (cpu_before, cpu_ms(pid)) {
+        let spent = after - before;
+        println!(
+            "new block: the proxy spent {spent:.1} ms of CPU on it ({:.1} µs per miner)",
+            spent * 1000.0 / (miners_count.max(1)) as f64
+        );
+    }
     if refused_in_all > 0 || missed > 0 {
         println!(
             "refused {refused_in_all} connects; {missed} miners got no new block within {MINER_WAIT:?}"
@@ -397,6 +408,24 @@ fn listen_address(child: &mut Child) -> anyhow::Result<SocketAddr> {
             return addr.parse().context("the listen address in the log");
         }
     }
+}
+
+/// Returns the CPU time, in ms, every thread of process `pid` has had
+/// (nanoseconds on the CPU from `schedstat`).
+fn cpu_ms(pid: u32) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).context("reading /proc")?;
+    for task in tasks {
+        let schedstat = std::fs::read_to_string(task?.path().join("schedstat"));
+        // A thread that ended meanwhile has nothing to add.
+        if let Some(ns) = schedstat
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        {
+            total += ns / 1e6;
+        }
+    }
+    Ok(total)
 }
 
 /// Returns a process's resident memory in KiB.

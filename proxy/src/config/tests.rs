@@ -144,15 +144,27 @@ fn a_syntax_error_is_reported_with_its_line() {
 
 #[test]
 fn a_narrow_extranonce1_for_max_connections_is_warned_about() {
-    let text = format!("[downstream]\nextranonce1_size = 2\n{POLICY}");
+    // 255 one-byte prefixes on each of at most 64 connections to a pool.
+    let text = format!("[downstream]\nextranonce1_size = 1\n{POLICY}");
     let (_, warnings) = Config::from_toml_str(&text).unwrap();
     assert!(
         warnings
             .iter()
-            .any(|w| w.path == "downstream.extranonce1_size" && w.message.contains("65280")),
+            .any(|w| w.path == "downstream.extranonce1_size" && w.message.contains("16320")),
         "{warnings:?}"
     );
     let text =
-        format!("[server]\nmax_connections = 60000\n[downstream]\nextranonce1_size = 2\n{POLICY}");
+        format!("[server]\nmax_connections = 16000\n[downstream]\nextranonce1_size = 1\n{POLICY}");
     assert!(Config::from_toml_str(&text).unwrap().1.is_empty());
+    // Two-byte prefixes take 100,000 miners in two connections a pool.
+    let text = format!("[downstream]\nextranonce1_size = 2\n{POLICY}");
+    assert!(Config::from_toml_str(&text).unwrap().1.is_empty());
+    let text =
+        format!("[downstream]\nextranonce1_size = 2\nminers_per_pool_connection = 1000\n{POLICY}");
+    let (config, warnings) = Config::from_toml_str(&text).unwrap();
+    assert_eq!(config.downstream.miners_per_pool_connection, Some(1000));
+    assert!(
+        warnings.iter().any(|w| w.message.contains("64000")),
+        "{warnings:?}"
+    );
 }

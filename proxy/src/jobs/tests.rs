@@ -148,7 +148,7 @@ fn a_narrow_pool_narrows_the_layout_of_new_miners_once() {
     )
     .unwrap();
     assert_eq!(job.padding, 0);
-    assert_eq!(job.pool_extranonce2(&[1, 2], &[3, 4]), vec![1, 2, 3, 4]);
+    assert_eq!(*job.pool_extranonce2(&[1, 2], &[3, 4]), [1, 2, 3, 4]);
 }
 
 #[test]
@@ -382,4 +382,16 @@ fn a_lowered_difficulty_applies_to_every_job_a_raise_to_none() {
     assert_eq!(book.find(&a.notify.job_id, |_| 0).unwrap().difficulty, low);
     book.lower_difficulty(Difficulty::try_new(16.0).unwrap());
     assert_eq!(book.find(&b.notify.job_id, |_| 0).unwrap().difficulty, low);
+}
+
+#[test]
+fn a_pool_extranonce2_reads_the_same_inline_or_on_the_heap() {
+    let short = PoolExtranonce2::new(2, &[1], &[2, 3]);
+    assert_eq!(*short, [0, 0, 1, 2, 3]);
+    let long = PoolExtranonce2::new(40, &[1, 2], &[3]);
+    assert_eq!(long.len(), 43);
+    assert!(long[..40].iter().all(|&b| b == 0));
+    assert_eq!(long[40..], [1, 2, 3]);
+    assert_eq!(short, PoolExtranonce2::new(2, &[1, 2], &[3]));
+    assert_ne!(short, PoolExtranonce2::new(1, &[0, 1], &[2, 3, 4]));
 }

@@ -47,6 +47,7 @@ impl Metrics {
         touch.apply(&self.pool_quarantined, &[pool]);
         touch.apply(&self.pool_difficulty, &[pool]);
         touch.apply(&self.upstream_reconnects, &[pool]);
+        touch.apply(&self.upstream_connections, &[pool]);
         touch.apply(&self.upstream_jobs, &[pool]);
         touch.apply(&self.upstream_last_job, &[pool]);
         touch.apply(&self.upstream_submit_seconds, &[pool]);

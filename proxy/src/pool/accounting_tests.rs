@@ -49,6 +49,7 @@ impl Bench {
             ids: Arc::new(JobIds::default()),
             layouts: Arc::new(Layouts::new(layout)),
             version_mask: 0,
+            spaces: tokio::sync::watch::channel(vec![true]).1,
             policy: inbox,
             shutdown: shutdown.clone(),
             tasks,
@@ -90,7 +91,11 @@ impl Bench {
                 job.pool_extranonce2(&[0, 0, 1], &self.next_extranonce2.to_be_bytes()),
                 job.notify.ntime,
             ),
-            None => (Arc::from("none"), vec![0; 8], 0),
+            None => (
+                Arc::from("none"),
+                crate::jobs::PoolExtranonce2::new(8, &[], &[]),
+                0,
+            ),
         };
         let (reply, answer) = oneshot::channel();
         let share = Forward {
@@ -179,7 +184,7 @@ async fn every_forwarded_share_is_settled_once_whatever_becomes_of_its_pool() {
     // exposition once its owner has settled what it held.
     bench.handle.retire();
     assert_eq!(bench.forward().await, unavailable);
-    let finished = bench.handle.finished.clone();
+    let finished = bench.handle.shared.finished.clone();
     tokio::time::timeout(Duration::from_secs(10), finished.cancelled())
         .await
         .expect("the retired pool's owner ends");

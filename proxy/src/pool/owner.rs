@@ -1,7 +1,8 @@
-//! The owner of one pool: one task that runs the pool's backend, reconnects
-//! with jittered exponential backoff, applies reloads and retirement, and is
-//! the only writer of the pool's published state, its `up` gauge and its
-//! up/down news to the policy.
+//! The owner of one pool: one task that runs the pool's connections (the
+//! first, and one more for each extranonce space that holds miners),
+//! reconnects each with jittered exponential backoff, applies reloads and
+//! retirement, and is the only writer of the pool's published states, its
+//! `up` gauge and its up/down news to the policy.
 //!
 //! Every forwarded share is settled exactly once (its [`Settlement`] is
 //! consumed by settling): by the pool, by a timeout, or as unavailable when
@@ -15,6 +16,7 @@ use std::time::Duration;
 use hashsplit_policy::{PoolConfig, PoolId};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -22,74 +24,139 @@ use tracing::{info, warn};
 use super::backend::{self, Ended};
 use super::sv1::Refusals;
 use super::{Context, Desired, Forward, RETIRE_GRACE};
+use crate::extranonce::Space;
 use crate::jobs::{JobIds, Layouts, PoolState};
 use crate::metrics::{Metrics, Outcome, PoolSeries, ShareSeries};
 use crate::policy_task::PolicyInbox;
 
 /// Longest backoff between connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long an extra connection stays open once its space has no miners:
+/// miners that come back soon find it still there.
+pub(super) const EXTRA_IDLE: Duration = Duration::from_secs(60);
+
+mod extras;
+
+use extras::Extras;
 
 /// The channels a new owner is built from.
 pub(super) struct Parts {
     pub id: PoolId,
     pub name: Arc<str>,
     pub entry: PoolConfig,
-    pub state: watch::Sender<PoolState>,
-    pub shares: mpsc::Receiver<Forward>,
-    pub blocks: mpsc::Receiver<Forward>,
+    /// One per space, the first first.
+    pub connections: Vec<ConnectionParts>,
     pub desired: watch::Receiver<Desired>,
     /// The pool's share counters, registered already unless the pool had
     /// a previous owner.
     pub series: ShareSeries,
 }
 
-/// One pool, owned by its task.
+/// The owner's side of one connection's state and queues.
+pub(super) struct ConnectionParts {
+    pub state: watch::Sender<PoolState>,
+    pub shares: mpsc::Receiver<Forward>,
+    pub blocks: mpsc::Receiver<Forward>,
+}
+
+/// The owner of one pool and its connections, run by its task.
+pub(super) struct Owner {
+    name: Arc<str>,
+    metrics: Metrics,
+    /// The first connection, open for as long as the pool runs.
+    first: Pool,
+    /// Extra connections not running now, by space (`None` at 0, and for a
+    /// space whose connection runs).
+    idle: Vec<Option<Pool>>,
+    /// Extra connections running; each hands itself back when it stops.
+    running: JoinSet<Pool>,
+    /// How to stop each running extra connection, by space.
+    closers: Vec<Option<CancellationToken>>,
+    /// Since when each running extra connection's space has had no miner.
+    empty_since: Vec<Option<Instant>>,
+    /// Which spaces hold miners.
+    occupied: watch::Receiver<Vec<bool>>,
+    shutdown: CancellationToken,
+    /// The pool's share counters, which every share of it settles into.
+    shares_series: ShareSeries,
+}
+
+/// One connection of a pool, the one for miners of its [`Space`]: what a
+/// backend runs.
 pub(super) struct Pool {
     pub id: PoolId,
     pub name: Arc<str>,
+    pub space: Space,
     /// The `[[pool]]` entry the current connection uses.
     pub entry: PoolConfig,
     pub layouts: Arc<Layouts>,
     pub version_mask: u32,
     pub metrics: Metrics,
     pub ids: Arc<JobIds>,
-    state: watch::Sender<PoolState>,
+    /// Every connection's published state, by space.
+    states: Arc<[watch::Sender<PoolState>]>,
     pub shares: mpsc::Receiver<Forward>,
     pub blocks: mpsc::Receiver<Forward>,
     pub desired: watch::Receiver<Desired>,
     policy: PolicyInbox,
+    /// Stops this connection: the pool's own token for the first, a child
+    /// of it for an extra one (cancelled when its space stays empty).
     pub shutdown: CancellationToken,
     /// Set once the pool was taken out of the config: when its grace ends.
     pub retire_at: Option<Instant>,
     /// The pool's latest answers and quarantine, across connections (never
     /// held across an await).
-    refusals: Mutex<Refusals>,
+    refusals: Arc<Mutex<Refusals>>,
     /// The series each forwarded share touches, once the pool's series
     /// exist (after its predecessor removed its own).
     series: Option<PoolSeries>,
-    /// The pool's share counters, which every share of it settles into.
-    shares_series: ShareSeries,
 }
 
-impl Pool {
+impl Owner {
     pub(super) fn new(parts: Parts, context: &Context) -> Self {
-        Pool {
-            id: parts.id,
+        let shutdown = context.shutdown.child_token();
+        let (states, queues): (Vec<_>, Vec<_>) = parts
+            .connections
+            .into_iter()
+            .map(|c| (c.state, (c.shares, c.blocks)))
+            .unzip();
+        let states: Arc<[watch::Sender<PoolState>]> = states.into();
+        let refusals = Arc::new(Mutex::new(Refusals::default()));
+        let mut connections = queues
+            .into_iter()
+            .enumerate()
+            .map(|(index, (shares, blocks))| Pool {
+                id: parts.id,
+                name: Arc::clone(&parts.name),
+                space: Space(u16::try_from(index).expect("at most MAX_SPACES spaces")),
+                entry: parts.entry.clone(),
+                layouts: Arc::clone(&context.layouts),
+                version_mask: context.version_mask,
+                metrics: context.metrics.clone(),
+                ids: Arc::clone(&context.ids),
+                states: Arc::clone(&states),
+                shares,
+                blocks,
+                desired: parts.desired.clone(),
+                policy: context.policy.clone(),
+                shutdown: shutdown.clone(),
+                retire_at: None,
+                refusals: Arc::clone(&refusals),
+                series: None,
+            });
+        let first = connections.next().expect("a pool has a first connection");
+        let idle: Vec<Option<Pool>> = std::iter::once(None).chain(connections.map(Some)).collect();
+        let spaces = idle.len();
+        Owner {
             name: parts.name,
-            entry: parts.entry,
-            layouts: Arc::clone(&context.layouts),
-            version_mask: context.version_mask,
             metrics: context.metrics.clone(),
-            ids: Arc::clone(&context.ids),
-            state: parts.state,
-            shares: parts.shares,
-            blocks: parts.blocks,
-            desired: parts.desired,
-            policy: context.policy.clone(),
-            shutdown: context.shutdown.child_token(),
-            retire_at: None,
-            refusals: Mutex::default(),
-            series: None,
+            first,
+            idle,
+            running: JoinSet::new(),
+            closers: vec![None; spaces],
+            empty_since: vec![None; spaces],
+            occupied: context.spaces.clone(),
+            shutdown,
             shares_series: parts.series,
         }
     }
@@ -115,25 +182,40 @@ impl Pool {
             // Its series exist from the start (again, for a pool back in
             // the config whose series went with its previous owner).
             self.metrics.add_pool(&self.name);
-            self.series = Some(self.metrics.pool_series(&self.name));
-            self.serve().await;
+            let series = self.metrics.pool_series(&self.name);
+            for pool in std::iter::once(&mut self.first).chain(self.idle.iter_mut().flatten()) {
+                pool.series = Some(series.clone());
+            }
+            self.supervise().await;
         }
-        self.connection_lost();
-        let retired = self.retire_at.is_some();
-        if retired {
-            // Gone from the config: no job to route to, and no say in the
-            // version mask miners are granted.
-            self.publish(|state| {
-                state.jobs.clear();
-                state.configured = false;
-                true
-            });
+        // The first connection has stopped: the extra ones stop with it.
+        for closer in self.closers.iter().flatten() {
+            closer.cancel();
         }
-        // Whatever is still queued cannot reach the pool any more.
-        self.shares.close();
-        self.blocks.close();
-        while let Ok(share) = self.blocks.try_recv().or_else(|_| self.shares.try_recv()) {
-            self.settle_unsent(share);
+        while let Some(joined) = self.running.join_next().await {
+            if let Ok(pool) = joined {
+                let index = pool.space.index();
+                self.idle[index] = Some(pool);
+            }
+        }
+        let retired = self.first.retire_at.is_some();
+        for pool in std::iter::once(&mut self.first).chain(self.idle.iter_mut().flatten()) {
+            pool.connection_lost();
+            if retired {
+                // Gone from the config: no job to route to, and no say in
+                // the version mask miners are granted.
+                pool.publish(|state| {
+                    state.jobs.clear();
+                    state.configured = false;
+                    true
+                });
+            }
+            // Whatever is still queued cannot reach the pool any more.
+            pool.shares.close();
+            pool.blocks.close();
+            while let Ok(share) = pool.blocks.try_recv().or_else(|_| pool.shares.try_recv()) {
+                pool.settle_unsent(share);
+            }
         }
         if retired && ready {
             self.metrics.remove_pool(&self.name);
@@ -142,6 +224,49 @@ impl Pool {
         info!(pool = %self.name, "upstream stopped");
     }
 
+    /// Serves the first connection, and opens and closes the extra ones as
+    /// their spaces fill and empty, until the first stops.
+    async fn supervise(&mut self) {
+        let Owner {
+            first,
+            idle,
+            running,
+            closers,
+            empty_since,
+            occupied,
+            shutdown,
+            ..
+        } = self;
+        let mut extras = Extras {
+            idle,
+            running,
+            closers,
+            empty_since,
+            shutdown,
+        };
+        let serving = first.serve();
+        tokio::pin!(serving);
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let wake = tokio::time::sleep_until(far);
+        tokio::pin!(wake);
+        loop {
+            let held = occupied.borrow_and_update().clone();
+            extras.follow(&held, Instant::now());
+            let next = extras.next_close().unwrap_or(far);
+            if wake.deadline() != next {
+                wake.as_mut().reset(next);
+            }
+            tokio::select! {
+                () = &mut serving => return,
+                Ok(()) = occupied.changed() => {}
+                Some(joined) = extras.running.join_next() => extras.stopped(joined),
+                () = &mut wake => extras.close_idle(Instant::now()),
+            }
+        }
+    }
+}
+
+impl Pool {
     /// Connects, and reconnects after each loss, until the pool stops.
     async fn serve(&mut self) {
         let mut failures = 0u32;
@@ -173,7 +298,7 @@ impl Pool {
                     }
                     failures = failures.saturating_add(1);
                     let delay = wait.unwrap_or_else(|| backoff(failures)).min(MAX_BACKOFF);
-                    warn!(pool = %self.name, %reason, retry_in = ?delay, "upstream connection lost");
+                    warn!(pool = %self.name, space = %self.space, %reason, retry_in = ?delay, "upstream connection lost");
                     if !self.idle_for(delay).await {
                         break;
                     }
@@ -217,19 +342,29 @@ impl Pool {
         }
     }
 
-    /// Returns what the pool publishes now.
+    /// Returns what this connection publishes now.
     pub(super) fn state(&self) -> watch::Ref<'_, PoolState> {
-        self.state.borrow()
+        self.states[self.space.index()].borrow()
     }
 
-    /// Changes the published state (`change` returns whether it changed
-    /// anything) — the one place the pool's state is written. A pool going
-    /// up or down is reflected in its `up` gauge and reported to the
-    /// policy here; a retiring pool stays down whatever `change` says.
+    /// Changes this connection's published state (see [`Pool::publish_in`]).
     pub(super) fn publish(&self, change: impl FnOnce(&mut PoolState) -> bool) {
+        self.publish_in(self.space, change);
+    }
+
+    /// Changes the state published for `space` (`change` returns whether
+    /// it changed anything) — the one place a pool's state is written. The
+    /// first connection going up or down is the pool's: it is reflected in
+    /// the `up` gauge and reported to the policy here. Every connection
+    /// that goes up or down is counted in the connections gauge. A retiring
+    /// pool stays down whatever `change` says.
+    pub(super) fn publish_in(&self, space: Space, change: impl FnOnce(&mut PoolState) -> bool) {
         let retiring = self.retire_at.is_some();
         let mut went = None;
-        self.state.send_if_modified(|state| {
+        let Some(sender) = self.states.get(space.index()) else {
+            return;
+        };
+        sender.send_if_modified(|state| {
             let was = state.up;
             let mut modified = change(state);
             if retiring && state.up {
@@ -241,7 +376,19 @@ impl Pool {
             }
             modified
         });
-        if let Some(up) = went {
+        let Some(up) = went else {
+            return;
+        };
+        let connections = self
+            .metrics
+            .upstream_connections
+            .with_label_values(&[&self.name]);
+        if up {
+            connections.inc();
+        } else {
+            connections.dec();
+        }
+        if space == Space::FIRST {
             self.metrics
                 .pool_up
                 .with_label_values(&[&self.name])
@@ -250,9 +397,41 @@ impl Pool {
         }
     }
 
-    /// Marks the pool up or down (down also for a quarantine).
+    /// Counts a job from the pool: the first connection's only, as every
+    /// connection is sent the same work.
+    pub(super) fn count_job(&self) {
+        if self.space == Space::FIRST {
+            self.metrics.job_received(&self.name);
+        }
+    }
+
+    /// Marks this connection up or down.
     pub(super) fn set_up(&self, up: bool) {
         self.publish(|state| std::mem::replace(&mut state.up, up) != up);
+    }
+
+    /// Marks every connection of the pool down: a quarantine is the pool's,
+    /// and each connection comes back up by itself once it is over.
+    pub(super) fn quarantine(&self) {
+        for index in 0..self.states.len() {
+            let space = Space(u16::try_from(index).expect("at most MAX_SPACES spaces"));
+            self.publish_in(space, |state| std::mem::replace(&mut state.up, false));
+        }
+    }
+
+    /// Prepares an extra connection before it opens: it starts in the
+    /// version mask the pool gave the first (miners were granted that),
+    /// until its own `mining.configure` answer.
+    fn start_like_first(&self) {
+        let (mask, configured) = {
+            let first = self.states[Space::FIRST.index()].borrow();
+            (first.version_mask, first.configured)
+        };
+        self.publish(|state| {
+            state.version_mask = mask;
+            state.configured = configured;
+            true
+        });
     }
 
     /// Marks the pool down and voids its jobs: a new connection or a new

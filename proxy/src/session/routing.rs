@@ -6,7 +6,17 @@ use tracing::debug;
 use hashsplit_policy::PoolId;
 
 use super::{Ended, Session};
+use crate::extranonce::Space;
 use crate::jobs::PoolState;
+use crate::pool::{PoolHandle, PoolSet};
+
+/// Returns every pool's handle for miners of `space`.
+pub(super) fn handles_in(set: &PoolSet, space: Space) -> Vec<PoolHandle> {
+    set.handles()
+        .iter()
+        .map(|handle| handle.in_space(space))
+        .collect()
+}
 
 impl Session {
     /// Sends the first job once the miner is subscribed and authorized.
@@ -29,7 +39,7 @@ impl Session {
     /// Takes in pools a reload added (or gave a new owner).
     pub(super) fn sync_pools(&mut self) {
         if let Some(set) = self.pool_set.if_changed() {
-            self.pools = set.handles().to_vec();
+            self.pools = handles_in(&set, self.extranonce1.space());
         }
     }
 
@@ -69,7 +79,7 @@ impl Session {
         self.sync_pools();
         let assigned = self.assignment.borrow_and_update().pool_for(self.miner);
         match assigned {
-            Some(pool) if Some(pool) == self.current => Ok(()),
+            Some(pool) if Some(pool) == self.current && self.pool_ready(pool) => Ok(()),
             Some(pool) if self.pool_ready(pool) => self.switch_to(pool).await,
             // The plan names no pool this miner can use now: keep it
             // hashing for a live pool rather than idle or on a dead one.

@@ -108,7 +108,7 @@ impl Link {
             seconds = length.as_secs(),
             "the pool refuses nearly every share: it gets no miners for a while"
         );
-        up.set_up(false);
+        up.quarantine();
         up.metrics
             .pool_quarantined
             .with_label_values(&[&up.name])

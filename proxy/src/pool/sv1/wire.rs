@@ -5,11 +5,17 @@
 
 use std::fmt::Write;
 
+use futures_util::SinkExt;
+use tokio::time::{Instant, timeout};
+
+use super::{Link, Pending, PoolFramed, WRITE_TIMEOUT};
 use crate::pool::Forward;
+use crate::pool::backend::LinkError;
+use crate::pool::owner::Pool;
 
 /// Shares written between two flushes at most, so the pool's answers and
 /// the health tick are not starved behind a long queue.
-pub(super) const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 256;
 
 /// Returns `worker` as a JSON string, to be spliced into every submit.
 pub(super) fn json_string(worker: &str) -> String {
@@ -18,28 +24,40 @@ pub(super) fn json_string(worker: &str) -> String {
     out
 }
 
-/// Returns the `mining.submit` line for `share` with request `id`;
+/// Writes the `mining.submit` line for `share` with request `id` into
+/// `line` (cleared first, so one buffer serves every share);
 /// `worker_json` is the worker name as a JSON string.
-pub(super) fn submit_line(id: u64, worker_json: &str, share: &Forward) -> String {
-    let mut line = String::with_capacity(
-        96 + worker_json.len() + share.pool_job_id.len() + 2 * share.extranonce2.len(),
-    );
+pub(super) fn write_submit(line: &mut String, id: u64, worker_json: &str, share: &Forward) {
+    line.clear();
+    line.push_str(r#"{"id":"#);
     // Writing to a String cannot fail.
-    let _ = write!(
-        line,
-        r#"{{"id":{id},"method":"mining.submit","params":[{worker_json},"#
-    );
-    push_json_str(&mut line, &share.pool_job_id);
+    let _ = write!(line, "{id}");
+    line.push_str(r#","method":"mining.submit","params":["#);
+    line.push_str(worker_json);
+    line.push(',');
+    push_json_str(line, &share.pool_job_id);
     line.push_str(",\"");
-    for byte in &share.extranonce2 {
-        let _ = write!(line, "{byte:02x}");
-    }
-    let _ = write!(line, r#"","{:08x}","{:08x}""#, share.ntime, share.nonce);
+    push_hex(line, &share.extranonce2);
+    line.push_str("\",\"");
+    push_hex(line, &share.ntime.to_be_bytes());
+    line.push_str("\",\"");
+    push_hex(line, &share.nonce.to_be_bytes());
+    line.push('"');
     if let Some(bits) = share.version_bits {
-        let _ = write!(line, r#","{bits:08x}""#);
+        line.push_str(",\"");
+        push_hex(line, &bits.to_be_bytes());
+        line.push('"');
     }
     line.push_str("]}");
-    line
+}
+
+/// Appends `bytes` in lower-case hex.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
 }
 
 /// Appends `s` as a JSON string: as is when it needs no escaping (job ids
@@ -56,6 +74,63 @@ fn push_json_str(out: &mut String, s: &str) {
     }
 }
 
+impl Link {
+    /// Writes `first` and every share queued behind it (block candidates
+    /// first, at most [`MAX_BATCH`]), then flushes once, all within
+    /// [`WRITE_TIMEOUT`].
+    pub(super) async fn forward(
+        &mut self,
+        up: &mut Pool,
+        framed: &mut PoolFramed,
+        first: Forward,
+    ) -> Result<(), LinkError> {
+        let mut next = Some(first);
+        let mut fed = 0;
+        let batch = async {
+            while let Some(share) = next.take() {
+                if self.submit(up, share) {
+                    let line = self.line.as_str();
+                    framed.feed(line).await.map_err(LinkError::Write)?;
+                }
+                fed += 1;
+                if fed < MAX_BATCH {
+                    next = up.blocks.try_recv().or_else(|_| up.shares.try_recv()).ok();
+                }
+            }
+            SinkExt::<String>::flush(framed)
+                .await
+                .map_err(LinkError::Write)
+        };
+        // A share taken from the queue is in `pending` before any await, so
+        // a stalled write loses none: failing the link settles them all.
+        timeout(WRITE_TIMEOUT, batch)
+            .await
+            .unwrap_or(Err(LinkError::WriteStalled(WRITE_TIMEOUT.as_secs())))
+    }
+
+    /// Records `share` as sent and writes its line into `self.line`;
+    /// settles it as unavailable instead (and returns false) if the
+    /// connection cannot take shares yet.
+    fn submit(&mut self, up: &Pool, share: Forward) -> bool {
+        if !self.authorized || self.extranonce.is_none() {
+            up.settle_unsent(share);
+            return false;
+        }
+        let sent = Instant::now();
+        self.next_id += 1;
+        write_submit(&mut self.line, self.next_id, &self.worker_json, &share);
+        self.pending.insert(
+            self.next_id,
+            Pending::Submit {
+                settlement: share.settlement,
+                sent,
+            },
+        );
+        self.owed_since.get_or_insert(sent);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -68,7 +143,7 @@ mod tests {
     fn share(job: &str, version_bits: Option<u32>) -> Forward {
         Forward {
             pool_job_id: Arc::from(job),
-            extranonce2: vec![0, 0xab, 0x01, 0xff],
+            extranonce2: crate::jobs::PoolExtranonce2::new(1, &[0xab], &[0x01, 0xff]),
             ntime: 0x6543_21ff,
             nonce: 0x0000_00a1,
             version_bits,
@@ -95,7 +170,8 @@ mod tests {
             ("bc1q.rig", "6a1f", None),
             ("odd \"name\"\\", "job\n\u{e9}", Some(0x1fff_e000)),
         ] {
-            let line = submit_line(42, &json_string(worker), &share(job, bits));
+            let mut line = String::from("left over from the last share");
+            write_submit(&mut line, 42, &json_string(worker), &share(job, bits));
             let expected = Submit {
                 worker: worker.into(),
                 job_id: job.into(),
