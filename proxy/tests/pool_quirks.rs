@@ -331,7 +331,9 @@ async fn a_pool_that_stops_reading_is_given_up_and_every_share_is_settled() {
     assert!(stopped.await.is_ok(), "shutdown ends");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused time: the 5 s answer timeout and the 30 s a pool may owe an
+// answer pass at once.
+#[tokio::test(start_paused = true)]
 async fn a_pool_that_sends_jobs_but_answers_no_share_is_given_up() {
     let (pool, proxy) = tiny_pool(None, false).await;
     let mut miner = StratumClient::connect(proxy.local_addr()).await.unwrap();

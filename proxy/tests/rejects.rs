@@ -269,7 +269,8 @@ async fn unsubscribed_unauthorized_and_malformed_submits_are_refused_and_counted
     bed.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused time: the 5 s the proxy waits for a silent pool pass at once.
+#[tokio::test(start_paused = true)]
 async fn a_share_the_pool_refuses_is_reported_to_the_miner_as_refused() {
     let bed = bed().await;
     let mut miner = Crafter::connect(&bed, "w", None).await;
