@@ -324,7 +324,7 @@ impl Proxy {
     /// Counts a reload whose file could not be read or parsed (its problems
     /// are the reader's to log): the running policy stays in force.
     pub fn reload_unreadable(&self) {
-        self.reloader.count_reload(false);
+        self.metrics.count_reload(false);
         error!("config reload refused: the file is invalid; the running policy stays in force");
     }
 
@@ -442,7 +442,7 @@ impl Reloader {
         }
         *policy = reloaded.config.clone();
         if from_file {
-            self.count_reload(true);
+            self.metrics.count_reload(true);
             info!(changes = ?reloaded.changes, "config reloaded");
         } else {
             info!(changes = ?reloaded.changes, "network shares applied");
@@ -455,17 +455,6 @@ impl Reloader {
         }
         self.current.send_replace(Arc::new(config));
         reloaded
-    }
-
-    fn count_reload(&self, applied: bool) {
-        let result = if applied { "applied" } else { "rejected" };
-        self.metrics
-            .config_reloads
-            .with_label_values(&[result])
-            .inc();
-        self.metrics
-            .config_last_reload_successful
-            .set(i64::from(applied));
     }
 }
 

@@ -147,6 +147,14 @@ pub const DISCONNECT_REASONS: [&str; 11] = [
 ];
 
 impl Metrics {
+    /// Counts a reload of the config file (by SIGHUP or the API) as
+    /// applied or refused, and records whether the latest one succeeded.
+    pub fn count_reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "rejected" };
+        self.config_reloads.with_label_values(&[result]).inc();
+        self.config_last_reload_successful.set(i64::from(applied));
+    }
+
     /// Registers every metric, with a series for every pool and reason.
     pub fn new(pool_names: &[String]) -> Self {
         let registry = Registry::new();

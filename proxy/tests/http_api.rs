@@ -299,6 +299,36 @@ async fn control_needs_the_token_validates_like_the_file_and_drops_no_miner() {
     .await;
     assert_eq!(reload.status, 200, "{}", reload.body);
     assert!(eventually(Duration::from_secs(1), || farm.cap_in_policy(0) == 0.3).await);
+    let metric =
+        |name: &str, labels: &[(&str, &str)]| farm.web.bed.proxy.metrics().sum(name, labels);
+    assert_eq!(metric("hashsplit_config_last_reload_successful", &[]), 1.0);
+
+    // A broken file reloaded through the API is refused like a SIGHUP of
+    // it: 422, counted as a rejected reload (the alert's input), and the
+    // policy in force stays.
+    let rejected = metric("hashsplit_config_reloads_total", &[("result", "rejected")]);
+    let good = file_text(&farm.file);
+    std::fs::write(
+        &farm.file,
+        good.replace("max_share = 0.3", "max_share = 3.0"),
+    )
+    .unwrap();
+    let broken = request(
+        farm.http,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        "",
+    )
+    .await;
+    assert_eq!(broken.status, 422, "{}", broken.body);
+    assert_eq!(
+        metric("hashsplit_config_reloads_total", &[("result", "rejected")]),
+        rejected + 1.0
+    );
+    assert_eq!(metric("hashsplit_config_last_reload_successful", &[]), 0.0);
+    assert_eq!(farm.cap_in_policy(0), 0.3);
+    std::fs::write(&farm.file, good).unwrap();
 
     assert_eq!(unauthorized(), 2.0);
     assert_eq!(farm.disconnects(), (0.0, 0), "no miner was dropped");

@@ -173,9 +173,17 @@ impl Control {
         };
         let _one_at_a_time = self.serial.lock().await;
         // Config files are small: a blocking read is quicker than a thread.
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| Refused::File(format!("reading {}: {e}", file.display())))?;
-        self.apply_text(text, false).await
+        let result = match std::fs::read_to_string(file) {
+            Ok(text) => self.apply_text(text, false).await,
+            Err(e) => Err(Refused::File(format!("reading {}: {e}", file.display()))),
+        };
+        if let Err(refused) = &result {
+            // A refused file is a refused reload, exactly as with SIGHUP:
+            // counted, and the reload-failed alert sees it.
+            self.settings.metrics.count_reload(false);
+            tracing::error!(file = %file.display(), %refused, "config reload refused; the running policy stays in force");
+        }
+        result
     }
 
     async fn apply_text(&self, text: String, write: bool) -> Result<Applied, Refused> {

@@ -159,9 +159,11 @@ impl Operator {
             .await;
         let expected = if variant.broken { 422 } else { 200 };
         expect_status(&mut failures, "POST /api/v1/reload", reload, expected);
-        // A file the API refuses is answered 422 with its errors, and not
-        // counted in hashsplit_config_reloads_total (SIGHUP's is).
-        if !variant.broken {
+        // A file the API refuses is answered 422 with its errors and
+        // counted as a rejected reload, as a SIGHUP of it is.
+        if variant.broken {
+            self.rejected += 1.0;
+        } else {
             self.applied += 1.0;
         }
         let patch = proxy
