@@ -8,6 +8,8 @@
 //! pool still land there: the session's [`JobBook`] remembers every job it
 //! sent, whatever its pool.
 
+mod calls;
+mod handshake;
 mod leave;
 mod reconnect;
 mod routing;
@@ -15,6 +17,7 @@ mod submit;
 #[cfg(test)]
 mod tests;
 mod wire;
+mod work;
 
 pub use reconnect::ReconnectLimiter;
 
@@ -26,35 +29,28 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use hashsplit_policy::{Assignment, MinerId, Observation, PoolId};
-use hashsplit_stratum::{
-    ClientMethod, CodecError, Configure, ConfigureResult, Difficulty, Id, Incoming, Line,
-    LineBudget, Method, ParseError, ParseErrorKind, Response, ServerMethod, StratumError,
-    SubscribeResult,
-};
+use hashsplit_stratum::{CodecError, Difficulty, Id, Line, LineBudget, ParseError, ParseErrorKind};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::config::Config;
 use crate::directory::MinerDirectory;
 use crate::drain::Drain;
-use crate::extranonce::{Extranonce1, Space};
+use crate::extranonce::Extranonce1;
 use crate::jobs::{JobBook, Layout, Layouts, PoolJob};
-use crate::metrics::{Metrics, WorkerSeries};
+use crate::metrics::Metrics;
 use crate::policy_task::PolicyHandle;
 use crate::pool::{PoolHandle, Pools};
 use crate::vardiff::Vardiff;
+use handshake::Handshake;
 use wire::MinerWire;
 
 /// Unreadable lines in a row before a miner is disconnected.
 const MAX_BAD_LINES: u32 = 20;
-/// Worker names longer than this are refused.
-const MAX_WORKER_NAME: usize = 256;
-/// Distinct worker names one connection may authorize.
-const MAX_WORKERS_PER_CONNECTION: usize = 64;
 /// How often vardiff is reconsidered.
 const VARDIFF_TICK: Duration = Duration::from_secs(5);
 /// Longest a write to a miner may take: a miner that stops reading is
@@ -166,14 +162,8 @@ pub struct Session {
     leaving: Option<leave::Leaving>,
     wire: MinerWire,
     shutdown: CancellationToken,
-    subscribed: bool,
-    /// The workers authorized on this connection, first first (a farm
-    /// proxy has one; a `Vec` costs less than a set and 64 at most are
-    /// searched).
-    workers: Vec<String>,
-    /// This connection's hold on its workers' per-worker series.
-    worker_series: Vec<WorkerSeries>,
-    joined: bool,
+    /// Where the miner stands: connected, subscribed, authorized, mining.
+    handshake: Handshake,
     version_mask: Option<u32>,
     vardiff: Vardiff,
     /// The difficulty last sent to the miner.
@@ -242,10 +232,7 @@ impl Session {
             leaving: None,
             wire,
             shutdown,
-            subscribed: false,
-            workers: Vec::new(),
-            worker_series: Vec::new(),
-            joined: false,
+            handshake: Handshake::default(),
             version_mask: None,
             vardiff,
             sent_difficulty: None,
@@ -271,7 +258,7 @@ impl Session {
         let retired = self.book.retire(current_epoch);
         self.extranonce1.retire(retired, current_epoch);
         self.shared.directory.left(self.miner);
-        if self.joined {
+        if self.handshake.has_workers() {
             self.shared
                 .policy
                 .membership(Observation::MinerLeft { miner: self.miner })
@@ -294,13 +281,15 @@ impl Session {
         let (stopped, drained) = (shutdown.cancelled(), draining.cancelled());
         tokio::pin!(timer, stopped, drained);
         loop {
-            let authorized = !self.workers.is_empty();
-            let deadline = if authorized {
+            // Until it mines, a miner has the handshake's time; then it
+            // may be idle for as long as the idle timeout.
+            let mining = self.handshake.mining().is_some();
+            let deadline = if mining {
                 self.last_line + idle_timeout
             } else {
                 self.started + handshake_timeout
             };
-            let wake = if authorized {
+            let wake = if mining {
                 deadline.min(next_retarget)
             } else {
                 deadline
@@ -312,7 +301,7 @@ impl Session {
             // Before its first job, a miner watches the first pool: its
             // space's connection coming up (an extra one, which the policy
             // does not hear of) is when it can start.
-            let waiting = authorized && self.subscribed && !self.pools.is_empty();
+            let waiting = mining && !self.pools.is_empty();
             let watching = self.current.is_some() || waiting;
             let watched = self.current.unwrap_or(PoolId(0)).index();
             let event = tokio::select! {
@@ -332,13 +321,13 @@ impl Session {
                     None => return self.closed(),
                 },
                 Ok(()) = self.pools[watched].changed(), if watching => Event::PoolState,
-                Ok(()) = self.assignment.changed(), if authorized => Event::Assignment,
+                Ok(()) = self.assignment.changed(), if mining => Event::Assignment,
                 () = &mut timer => {
                     let now = Instant::now();
                     if self.leaving.is_some_and(|leaving| now >= leaving.by) {
                         Event::LeaveDue
                     } else if now >= deadline {
-                        return if authorized { Ended::Idle } else { Ended::HandshakeTimeout };
+                        return if mining { Ended::Idle } else { Ended::HandshakeTimeout };
                     } else {
                         next_retarget = now + VARDIFF_TICK;
                         Event::Retarget
@@ -407,242 +396,5 @@ impl Session {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) | Err(_) => Err(Ended::IoError),
         }
-    }
-
-    async fn on_line(&mut self, line: &str) -> Result<(), Ended> {
-        match Incoming::<ClientMethod>::from_line(line) {
-            Ok(Incoming::Call { id, method }) => {
-                self.bad_lines = 0;
-                self.on_call(id, method).await
-            }
-            // Answers to client.get_version and the like: nothing to do.
-            Ok(Incoming::Response(_)) => Ok(()),
-            Err(error) => self.on_bad_line(error).await,
-        }
-    }
-
-    async fn on_bad_line(&mut self, error: ParseError) -> Result<(), Ended> {
-        if error.is_submit() {
-            // A submit attempt still counts as a share, rejected as malformed.
-            self.reject_malformed_submit(&error).await?;
-        } else {
-            debug!(miner = %self.miner, %error, "unreadable line from miner");
-        }
-        // A line without a usable id (not JSON, or an id that cannot be
-        // one) is still answered, with a null id, so the miner hears why.
-        let response = error
-            .to_response()
-            .unwrap_or_else(|| Response::error(Id::Null, StratumError::other(error.to_string())));
-        self.send(response.to_line()).await?;
-        self.bad_lines += 1;
-        if self.bad_lines >= MAX_BAD_LINES {
-            warn!(miner = %self.miner, peer = %self.peer, "too many unreadable lines; disconnecting");
-            return Err(Ended::BadInput);
-        }
-        Ok(())
-    }
-
-    async fn on_call(&mut self, id: Id, method: ClientMethod) -> Result<(), Ended> {
-        match method {
-            ClientMethod::Subscribe { .. } => {
-                self.subscribed = true;
-                let result = SubscribeResult::new(
-                    &format!("{:x}", self.miner.0),
-                    self.extranonce1.as_bytes().to_vec(),
-                    self.layout.extranonce2_size,
-                );
-                self.reply(id, result.to_value()).await?;
-                self.start_mining().await
-            }
-            ClientMethod::Authorize { user, .. } => self.on_authorize(id, user).await,
-            ClientMethod::Submit(submit) => self.on_submit(id, submit).await,
-            ClientMethod::Configure(configure) => self.on_configure(id, &configure).await,
-            ClientMethod::ExtranonceSubscribe => {
-                // The miner's extranonce never changes, so there is nothing
-                // it will ever be told; saying yes is the truth.
-                self.reply(id, true.into()).await
-            }
-            ClientMethod::SuggestDifficulty(difficulty) => {
-                let ceiling = self.ceiling();
-                self.vardiff.suggest(difficulty, ceiling, Instant::now());
-                self.reply(id, true.into()).await?;
-                if self.sent_job.is_some() {
-                    self.send_difficulty().await?;
-                }
-                Ok(())
-            }
-            ClientMethod::GetTransactions { .. } => {
-                self.reply_error(
-                    id,
-                    StratumError::other("mining.get_transactions is not supported"),
-                )
-                .await
-            }
-        }
-    }
-
-    async fn reply(&mut self, id: Id, result: serde_json::Value) -> Result<(), Ended> {
-        if id.is_null() {
-            return Ok(());
-        }
-        self.send(Response::ok(id, result).to_line()).await
-    }
-
-    async fn reply_error(&mut self, id: Id, error: StratumError) -> Result<(), Ended> {
-        if id.is_null() {
-            return Ok(());
-        }
-        self.send(Response::error(id, error).to_line()).await
-    }
-
-    async fn on_authorize(&mut self, id: Id, user: String) -> Result<(), Ended> {
-        let printable = user.chars().all(|c| !c.is_control());
-        if user.is_empty() || user.len() > MAX_WORKER_NAME || !printable {
-            return self.reply_error(id, StratumError::unauthorized()).await;
-        }
-        if self.workers.len() >= MAX_WORKERS_PER_CONNECTION && !self.workers.contains(&user) {
-            return self
-                .reply_error(
-                    id,
-                    StratumError::other("too many workers on one connection"),
-                )
-                .await;
-        }
-        let first = self.workers.is_empty();
-        if !self.workers.contains(&user) {
-            if let Some(series) = self.shared.metrics.workers.join(&user) {
-                self.worker_series.push(series);
-            }
-            self.shared.directory.authorized(self.miner, &user);
-            self.workers.push(user);
-        }
-        self.reply(id, true.into()).await?;
-        if first {
-            info!(miner = %self.miner, peer = %self.peer, worker = %self.workers[0], "miner authorized");
-            self.joined = true;
-            self.shared
-                .policy
-                .membership(Observation::MinerJoined { miner: self.miner })
-                .await;
-            self.start_mining().await?;
-        }
-        Ok(())
-    }
-
-    async fn on_configure(&mut self, id: Id, configure: &Configure) -> Result<(), Ended> {
-        // The mask every pool can take, so any pool can get this miner's
-        // shares: the configured mask, narrowed by each pool that answered.
-        let mut allowed = self.shared.config.downstream.version_mask;
-        for pool in &self.pools {
-            let state = pool.state();
-            if state.configured {
-                allowed &= state.version_mask.unwrap_or(0);
-            }
-        }
-        let result = ConfigureResult::reply_to(configure, Some(allowed));
-        if configure.version_rolling.is_some() {
-            self.version_mask = result.version_rolling;
-        }
-        self.reply(id, result.to_value()).await
-    }
-
-    /// Sends the current pool's newest job if the miner does not have it.
-    async fn on_pool_state(&mut self) -> Result<(), Ended> {
-        let Some(pool) = self.current else {
-            self.pools[0].borrow_and_update();
-            return self.start_mining().await;
-        };
-        let (up, job, pool_mask) = {
-            let state = self.pools[pool.index()].borrow_and_update();
-            let pool_mask = state.configured.then(|| state.version_mask.unwrap_or(0));
-            (state.up, state.job_for(self.layout).cloned(), pool_mask)
-        };
-        self.fit_version_mask(pool_mask).await?;
-        let Some(job) = job.filter(|_| up) else {
-            // A pool that went down moves its miners at the next plan; an
-            // extra connection of it that went down (which the policy does
-            // not hear of) moves its space's miners now. Until then the
-            // miner hashes the last job, judged by its epoch.
-            if self.extranonce1.space() != Space::FIRST {
-                return self.follow_assignment().await;
-            }
-            return Ok(());
-        };
-        let same = self
-            .sent_job
-            .as_ref()
-            .is_some_and(|sent| Arc::ptr_eq(sent, &job));
-        if same {
-            return Ok(());
-        }
-        let clean = job.notify.clean_jobs
-            || self
-                .sent_job
-                .as_ref()
-                .is_some_and(|sent| sent.epoch != job.epoch || sent.pool != job.pool);
-        self.send_job(job, clean).await
-    }
-
-    async fn send_job(&mut self, job: Arc<PoolJob>, clean: bool) -> Result<(), Ended> {
-        self.vardiff.cap(job.pool_difficulty, Instant::now());
-        self.send_difficulty().await?;
-        // Every miner with this layout is sent the same bytes: rendered
-        // once per job, not once per miner.
-        self.write(job.notify_line(clean)).await?;
-        self.book.sent(Arc::clone(&job), self.vardiff.current());
-        self.sent_job = Some(job);
-        Ok(())
-    }
-
-    /// Narrows the miner's version-rolling mask to what its pool takes (a
-    /// pool that answered `mining.configure` late, or sent
-    /// `mining.set_version_mask`), telling the miner with
-    /// `mining.set_version_mask`.
-    async fn fit_version_mask(&mut self, pool_mask: Option<u32>) -> Result<(), Ended> {
-        let (Some(mine), Some(pool_mask)) = (self.version_mask, pool_mask) else {
-            return Ok(());
-        };
-        if mine & !pool_mask == 0 {
-            return Ok(());
-        }
-        let narrowed = mine & pool_mask;
-        self.version_mask = (narrowed != 0).then_some(narrowed);
-        self.send(ServerMethod::SetVersionMask(narrowed).to_line(Id::Null))
-            .await
-    }
-
-    /// Sends `mining.set_difficulty` if vardiff's difficulty differs from
-    /// what the miner was last told.
-    async fn send_difficulty(&mut self) -> Result<(), Ended> {
-        let difficulty = self.vardiff.current();
-        if self.sent_difficulty == Some(difficulty) {
-            return Ok(());
-        }
-        if self.sent_difficulty.is_some_and(|sent| difficulty < sent) {
-            self.book.lower_difficulty(difficulty);
-        }
-        self.sent_difficulty = Some(difficulty);
-        self.send(ServerMethod::SetDifficulty(difficulty).to_line(Id::Null))
-            .await
-    }
-
-    /// Returns the difficulty vardiff may not exceed: the current pool's.
-    fn ceiling(&self) -> Difficulty {
-        self.sent_job
-            .as_ref()
-            .map_or(Difficulty::try_new(f64::MAX).expect("finite"), |job| {
-                job.pool_difficulty
-            })
-    }
-
-    async fn retarget(&mut self) -> Result<(), Ended> {
-        if self.sent_job.is_none() {
-            return Ok(());
-        }
-        let ceiling = self.ceiling();
-        if self.vardiff.retarget(ceiling, Instant::now()).is_some() {
-            self.send_difficulty().await?;
-        }
-        Ok(())
     }
 }

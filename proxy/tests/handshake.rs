@@ -206,3 +206,81 @@ async fn an_over_long_line_closes_the_connection_and_others_keep_mining() {
     assert!(counted, "the disconnect is counted by reason");
     bed.stop().await;
 }
+
+/// Reads the next line, which must be the answer to `id` (nothing sent in
+/// between), and returns its error code.
+async fn next_answer_code(miner: &mut StratumClient, id: u64) -> Option<i64> {
+    match miner.read().await.unwrap() {
+        miner_sim::client::Heard::Response(answer) => {
+            assert_eq!(answer.id, id.into(), "the answer comes next");
+            answer.error.map(|e| e.code)
+        }
+        other => panic!("expected the answer to {id}, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_handshake_state_refuses_a_submit_until_the_miner_mines() {
+    let bed = one_pool(SimPoolConfig::default()).await;
+    let submit = |id: u64, worker: &str| {
+        format!(
+            r#"{{"id":{id},"method":"mining.submit","params":["{worker}","1","00000000","65432100","00000001"]}}"#
+        )
+    };
+
+    // Connected: a submit is refused as not subscribed (25).
+    let mut miner = StratumClient::connect(bed.addr()).await.unwrap();
+    miner.send_line(&submit(1, "rig1")).await.unwrap();
+    assert_eq!(next_answer_code(&mut miner, 1).await, Some(25));
+
+    // Subscribed: refused as unauthorized (24), and no work is sent yet.
+    miner
+        .send_line(r#"{"id":2,"method":"mining.subscribe","params":[]}"#)
+        .await
+        .unwrap();
+    assert_eq!(next_answer_code(&mut miner, 2).await, None);
+    miner.send_line(&submit(3, "rig1")).await.unwrap();
+    assert_eq!(next_answer_code(&mut miner, 3).await, Some(24));
+
+    // Mining: the authorized worker gets work; another worker of the same
+    // connection is still refused until it authorizes.
+    miner
+        .send_line(r#"{"id":4,"method":"mining.authorize","params":["rig1","x"]}"#)
+        .await
+        .unwrap();
+    assert_eq!(next_answer_code(&mut miner, 4).await, None);
+    let job = miner.next_job().await.unwrap();
+    assert!(job.clean_jobs);
+    miner.send_line(&submit(5, "rig2")).await.unwrap();
+    assert_eq!(
+        miner
+            .response_to(&5u64.into())
+            .await
+            .unwrap()
+            .error
+            .map(|e| e.code),
+        Some(24)
+    );
+
+    // The protocol lets a miner authorize before it subscribes: that is
+    // accepted, but it mines only once it subscribes.
+    let mut early = StratumClient::connect(bed.addr()).await.unwrap();
+    early
+        .send_line(r#"{"id":1,"method":"mining.authorize","params":["rig3","x"]}"#)
+        .await
+        .unwrap();
+    assert_eq!(next_answer_code(&mut early, 1).await, None);
+    early.send_line(&submit(2, "rig3")).await.unwrap();
+    assert_eq!(next_answer_code(&mut early, 2).await, Some(25));
+    early
+        .send_line(r#"{"id":3,"method":"mining.subscribe","params":[]}"#)
+        .await
+        .unwrap();
+    assert_eq!(next_answer_code(&mut early, 3).await, None);
+    assert!(early.next_job().await.unwrap().clean_jobs);
+
+    let refused = |reason| bed.shares(&[("pool", "none"), ("reason", reason)]);
+    assert_eq!(refused("not-subscribed"), 2.0);
+    assert_eq!(refused("unauthorized"), 2.0);
+    bed.stop().await;
+}

@@ -50,7 +50,7 @@ impl Session {
         if !self.pending.is_empty() && !due {
             return Ok(());
         }
-        if !self.subscribed {
+        if !self.handshake.is_subscribed() {
             return Err(Ended::Drained);
         }
         self.shared.metrics.downstream_reconnect_requests.inc();

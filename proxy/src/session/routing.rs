@@ -21,7 +21,7 @@ pub(super) fn handles_in(set: &PoolSet, space: Space) -> Vec<PoolHandle> {
 impl Session {
     /// Sends the first job once the miner is subscribed and authorized.
     pub(super) async fn start_mining(&mut self) -> Result<(), Ended> {
-        if !self.subscribed || self.workers.is_empty() || self.current.is_some() {
+        if self.handshake.mining().is_none() || self.current.is_some() {
             return Ok(());
         }
         self.sync_pools();

@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::handshake::MayMine;
 use super::{Ended, Session};
 use crate::metrics::{NO_POOL, Outcome, PoolReject, ShareSeries};
 use crate::pool::{Forward, Settlement, Unqueued};
@@ -119,12 +120,8 @@ impl Session {
     /// Runs every local check; on success returns what to do with the share.
     fn judge_submit(&mut self, submit: &Submit) -> Result<Accepted, (Option<PoolId>, Reject)> {
         let none = |reject| (None, reject);
-        if !self.subscribed {
-            return Err(none(Reject::NotSubscribed));
-        }
-        if !self.workers.contains(&submit.worker) {
-            return Err(none(Reject::Unauthorized));
-        }
+        // Only a subscribed miner's authorized worker gets past this.
+        let may_mine = self.handshake.may_mine(&submit.worker).map_err(none)?;
         let submission = Submission::from_hex(
             &submit.extranonce2,
             &submit.ntime,
@@ -174,6 +171,7 @@ impl Session {
             found,
             submission,
             verdict,
+            _may_mine: may_mine,
         })
     }
 
@@ -208,6 +206,7 @@ impl Session {
             found,
             submission,
             verdict,
+            ..
         } = share;
         let credited = if verdict.meets_miner {
             found.difficulty.as_f64()
@@ -307,11 +306,13 @@ impl Session {
     }
 }
 
-/// What passed every local check.
+/// What passed every local check: only [`Session::judge_submit`] makes
+/// one, and only with the handshake's proof that the miner may mine.
 struct Accepted {
     found: crate::jobs::Found,
     submission: Submission,
     verdict: hashsplit_stratum::Verdict,
+    _may_mine: MayMine,
 }
 
 /// Returns the error a miner is sent for a share the pool did not accept.
