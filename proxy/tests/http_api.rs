@@ -91,6 +91,18 @@ impl Farm {
     }
 }
 
+/// Asks the proxy to reload its config file through the control API.
+async fn reload_by_api(farm: &Farm) -> Reply {
+    request(
+        farm.http,
+        "POST",
+        "/api/v1/reload",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        "",
+    )
+    .await
+}
+
 fn file_text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
@@ -289,14 +301,7 @@ async fn control_needs_the_token_validates_like_the_file_and_drops_no_miner() {
     // The file, edited by hand, reloaded through the API.
     let edited = file_text(&farm.file).replace("max_share = 0.2", "max_share = 0.3");
     std::fs::write(&farm.file, edited).unwrap();
-    let reload = request(
-        farm.http,
-        "POST",
-        "/api/v1/reload",
-        &[("Authorization", &format!("Bearer {TOKEN}"))],
-        "",
-    )
-    .await;
+    let reload = reload_by_api(&farm).await;
     assert_eq!(reload.status, 200, "{}", reload.body);
     assert!(eventually(Duration::from_secs(1), || farm.cap_in_policy(0) == 0.3).await);
     let metric =
@@ -313,14 +318,7 @@ async fn control_needs_the_token_validates_like_the_file_and_drops_no_miner() {
         good.replace("max_share = 0.3", "max_share = 3.0"),
     )
     .unwrap();
-    let broken = request(
-        farm.http,
-        "POST",
-        "/api/v1/reload",
-        &[("Authorization", &format!("Bearer {TOKEN}"))],
-        "",
-    )
-    .await;
+    let broken = reload_by_api(&farm).await;
     assert_eq!(broken.status, 422, "{}", broken.body);
     assert_eq!(
         metric("hashsplit_config_reloads_total", &[("result", "rejected")]),

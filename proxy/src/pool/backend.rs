@@ -10,6 +10,9 @@
 
 use std::time::Duration;
 
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
 use hashsplit_stratum::{CodecError, ParseErrorKind};
 
 use super::owner::Pool;
@@ -96,5 +99,17 @@ pub(super) async fn run(pool: &mut Pool) -> Ended {
     match Backend::for_pool(pool) {
         Backend::Stratum1 => sv1::run(pool).await,
         Backend::Node(node) => super::node::run(pool, node).await,
+    }
+}
+
+/// Completes when a backend must stop: at shutdown, or when the grace of a
+/// pool taken out of the config is over.
+pub(super) async fn stop_requested(shutdown: &CancellationToken, retire_at: Option<Instant>) {
+    match retire_at {
+        Some(at) => tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = sleep_until(at) => {}
+        },
+        None => shutdown.cancelled().await,
     }
 }

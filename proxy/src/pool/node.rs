@@ -26,11 +26,9 @@ use bitcoin::Network;
 use hashsplit_policy::{Chain, NodeConfig};
 use hashsplit_stratum::Difficulty;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::backend::{Ended, LinkError};
+use super::backend::{Ended, LinkError, stop_requested};
 use super::owner::Pool;
 use crate::jobs::{PoolExtranonce, PoolJob};
 use crate::node::rpc::{RpcAuth, RpcClient, RpcError};
@@ -227,17 +225,6 @@ fn lost(reason: NodeError, healthy: bool) -> Ended {
         reason: LinkError::Node(reason),
         healthy,
         wait: None,
-    }
-}
-
-/// Completes at shutdown, or when a retired pool's grace is over.
-async fn stop_requested(shutdown: &CancellationToken, retire_at: Option<Instant>) {
-    match retire_at {
-        Some(at) => tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = sleep_until(at) => {}
-        },
-        None => shutdown.cancelled().await,
     }
 }
 

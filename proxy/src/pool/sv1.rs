@@ -14,9 +14,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hashsplit_policy::{PoolTls, PoolUrl};
 use hashsplit_stratum::{ClientMethod, Configure, Difficulty, Id, LineCodec, Method};
-use tokio::time::{Instant, interval, sleep_until, timeout};
+use tokio::time::{Instant, interval, timeout};
 use tokio_util::codec::Framed;
-use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 mod answers;
@@ -27,7 +26,7 @@ mod wire;
 pub(super) use health::Refusals;
 
 use super::Settlement;
-use super::backend::{Ended, LinkError};
+use super::backend::{Ended, LinkError, stop_requested};
 use super::owner::Pool;
 use crate::jobs::PoolExtranonce;
 use crate::metrics::Outcome;
@@ -104,18 +103,6 @@ pub(super) async fn connect(url: &PoolUrl, tls: &PoolTls) -> Result<PoolStream, 
         Err(_) => Err(LinkError::ConnectTimeout {
             url: url.to_string(),
         }),
-    }
-}
-
-/// Completes when the pool must stop: at shutdown, or when the grace of a
-/// pool taken out of the config is over.
-async fn stop_requested(shutdown: &CancellationToken, retire_at: Option<Instant>) {
-    match retire_at {
-        Some(at) => tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = sleep_until(at) => {}
-        },
-        None => shutdown.cancelled().await,
     }
 }
 
