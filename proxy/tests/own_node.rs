@@ -43,8 +43,24 @@ struct Bed {
     proxy: Proxy,
 }
 
+/// The caps of a bed: the node's, the pool's, and the fallback if any.
+struct Caps {
+    node: f64,
+    pool: Option<f64>,
+    fallback: bool,
+}
+
 impl Bed {
     async fn start(bits: u32) -> Bed {
+        let caps = Caps {
+            node: NODE_CAP,
+            pool: None,
+            fallback: false,
+        };
+        Bed::start_with(bits, &caps).await
+    }
+
+    async fn start_with(bits: u32, caps: &Caps) -> Bed {
         common::logs();
         let node = TestNode::start(
             TestNodeConfig {
@@ -67,10 +83,23 @@ impl Bed {
              initial_difficulty = 0.00000762939453125\nshare_rate = 600\n\n\
              {entry}\n[[pool]]\nname = \"own-node\"\nurl = \"http://{node}\"\n\
              user = \"hashsplit\"\npassword = \"hashsplit\"\nchain = \"regtest\"\n\
-             payout_address = \"{PAYOUT}\"\nmax_share = {NODE_CAP}\n",
-            policy = common::fast_policy(1.0),
-            entry = common::pool_entry(0, pool.addr(), ""),
+             payout_address = \"{PAYOUT}\"\nmax_share = {node_cap}\n",
+            policy = common::fast_policy(1.0)
+                + if caps.fallback {
+                    "fallback = \"own-node\"\n"
+                } else {
+                    ""
+                },
+            entry = common::pool_entry(
+                0,
+                pool.addr(),
+                &caps
+                    .pool
+                    .map(|cap| format!("max_share = {cap}"))
+                    .unwrap_or_default()
+            ),
             node = node.addr(),
+            node_cap = caps.node,
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let proxy = Proxy::start(common::config(&toml), listener).expect("proxy starts");
@@ -253,6 +282,46 @@ async fn a_new_tip_moves_every_miner_on_the_node_and_the_node_keeps_its_cap() {
         "the pool got the rest"
     );
     assert_eq!(bed.node.submitted(), 0, "no block at difficulty 256");
+    bed.stop(miners).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fallback_node_takes_what_the_capped_pools_cannot_and_they_keep_their_caps() {
+    // Caps of 0.2 and 0.2 (one of the five equal miners each) cannot take
+    // all the hashrate. Without a fallback both would be stretched past
+    // their caps (spread: about half each); with the node as the fallback,
+    // the pool stays at its cap and the node mines the rest.
+    let caps = Caps {
+        node: 0.2,
+        pool: Some(0.2),
+        fallback: true,
+    };
+    let bed = Bed::start_with(HARD_BITS, &caps).await;
+    let miners = bed.miners(5);
+    assert!(
+        eventually(Duration::from_secs(60), || bed
+            .metric("hashsplit_shares_total", &[("result", "accepted")])
+            >= 800.0)
+        .await,
+        "enough shares to measure the split"
+    );
+    let credited = |pool: &str| {
+        bed.metric(
+            "hashsplit_credited_difficulty_total",
+            &[("pool", pool), ("result", "accepted")],
+        )
+    };
+    let (node, pool) = (credited("own-node"), credited("pool0"));
+    let pool_share = pool / (node + pool);
+    assert!(pool > 0.0, "the pool was mined");
+    assert!(
+        pool_share <= 0.2 + 0.08,
+        "the capped pool's share {pool_share:.3} stays near its cap 0.2"
+    );
+    assert!(
+        pool_share < 0.4,
+        "the remainder went to the node, not spread: pool share {pool_share:.3}"
+    );
     bed.stop(miners).await;
 }
 
