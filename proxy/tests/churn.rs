@@ -18,10 +18,15 @@ use tokio::net::{TcpListener, TcpStream};
 const WAVE: usize = 500;
 /// Waves after the first (which sets the baseline).
 const WAVES: usize = 8;
-/// How far above the baseline memory may be after a wave has left (it
-/// stays within 2 MiB here): a leak of a kilobyte per miner shows over
-/// the waves, and so would fragmentation that grows with churn.
-const SLACK_BYTES: u64 = 3 << 20;
+/// How far above the baseline memory may be after a wave has left. The
+/// allocator settles over the first waves (3.1 to 3.3 MiB here, and it
+/// varies with how many threads touched their own heaps); growth that does
+/// not settle is the next bound's to catch.
+const SLACK_BYTES: u64 = 6 << 20;
+/// How much memory may grow over the second half of the waves, once the
+/// allocator has settled: a leak of a kilobyte per miner adds 2 MiB over
+/// those four waves, and fragmentation that grows with churn shows too.
+const SETTLED_SLACK_BYTES: u64 = 1 << 20;
 /// Linux's page size on x86-64 and most arm64 kernels.
 const PAGE: u64 = 4096;
 
@@ -72,6 +77,15 @@ async fn memory_returns_to_its_baseline_after_each_wave_of_miners() {
             mib(&after)
         );
     }
+    let settled = after[WAVES / 2 - 1];
+    let last = after[WAVES - 1];
+    assert!(
+        last <= settled + SETTLED_SLACK_BYTES,
+        "memory kept growing with churn: {} KiB over the last {} waves (after {} MiB)",
+        last.saturating_sub(settled) / 1024,
+        WAVES / 2,
+        mib(&after)
+    );
     proxy.shutdown(Duration::from_secs(2)).await;
     pool.shutdown().await;
 }
