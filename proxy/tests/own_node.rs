@@ -132,6 +132,23 @@ impl Bed {
         self.proxy.metrics().sum(name, labels)
     }
 
+    /// Waits (at most a minute) until `shares` shares were accepted: some
+    /// hundreds make a window or more, enough to measure a split.
+    async fn accepted_at_least(&self, shares: u32) -> bool {
+        eventually(Duration::from_secs(60), || {
+            self.metric("hashsplit_shares_total", &[("result", "accepted")]) >= f64::from(shares)
+        })
+        .await
+    }
+
+    /// Returns the difficulty credited to `pool` for accepted shares.
+    fn credited(&self, pool: &str) -> f64 {
+        self.metric(
+            "hashsplit_credited_difficulty_total",
+            &[("pool", pool), ("result", "accepted")],
+        )
+    }
+
     async fn stop(self, miners: Vec<SimMiner>) {
         for miner in miners {
             miner.stop().await;
@@ -257,18 +274,10 @@ async fn a_new_tip_moves_every_miner_on_the_node_and_the_node_keeps_its_cap() {
     // Over some hundreds of shares (a window or more) the node gets no
     // more than its cap.
     assert!(
-        eventually(Duration::from_secs(60), || bed
-            .metric("hashsplit_shares_total", &[("result", "accepted")])
-            >= 800.0)
-        .await,
+        bed.accepted_at_least(800).await,
         "enough shares to measure the split"
     );
-    let credited = |pool: &str| {
-        bed.metric(
-            "hashsplit_credited_difficulty_total",
-            &[("pool", pool), ("result", "accepted")],
-        )
-    };
+    let credited = |pool: &str| bed.credited(pool);
     let node = credited("own-node");
     let total = node + credited("pool0");
     assert!(node > 0.0, "the node was mined");
@@ -299,18 +308,10 @@ async fn the_fallback_node_takes_what_the_capped_pools_cannot_and_they_keep_thei
     let bed = Bed::start_with(HARD_BITS, &caps).await;
     let miners = bed.miners(5);
     assert!(
-        eventually(Duration::from_secs(60), || bed
-            .metric("hashsplit_shares_total", &[("result", "accepted")])
-            >= 800.0)
-        .await,
+        bed.accepted_at_least(800).await,
         "enough shares to measure the split"
     );
-    let credited = |pool: &str| {
-        bed.metric(
-            "hashsplit_credited_difficulty_total",
-            &[("pool", pool), ("result", "accepted")],
-        )
-    };
+    let credited = |pool: &str| bed.credited(pool);
     let (node, pool) = (credited("own-node"), credited("pool0"));
     let pool_share = pool / (node + pool);
     assert!(pool > 0.0, "the pool was mined");
