@@ -20,11 +20,13 @@
 //! reads the proxy's resident memory (`/proc/PID/status`), open files
 //! (`/proc/PID/fd`) and live tokio tasks (`hashsplit_tasks`), and compares
 //! the last quiet point with the first (after one whole cycle, so that
-//! every path has run once). It ends with one line for machines:
+//! every path has run once). Memory in a run longer than an hour is
+//! compared from the first quiet point after that hour, once the status
+//! page's bounded history has filled. It ends with one line for machines:
 //!
-//! `soak minutes=<n> peak_rss_mib=<f> final_rss_mib=<f> rss_growth_pct=<f>
-//! shares=<n> invariant_violations=<n> fd_start=<n> fd_end=<n>
-//! tasks_start=<n> tasks_end=<n> ...`
+//! `soak minutes=<n> peak_rss_mib=<f> base_rss_mib=<f> base_minute=<n>
+//! final_rss_mib=<f> rss_growth_pct=<f> shares=<n> invariant_violations=<n>
+//! fd_start=<n> fd_end=<n> tasks_start=<n> tasks_end=<n> failures=<n>`
 //!
 //! and exits non-zero if any check failed (each is listed first).
 //!

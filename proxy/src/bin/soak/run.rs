@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::chaos::{self, POOLS};
 use crate::child::{Exposition, Proxy};
 use crate::operator::{ConfigFile, Operator, Variant};
-use crate::report::{Quiet, Summary};
+use crate::report::{self, Quiet, Summary};
 use crate::traffic::{self, HostileCounts, MINER_HASHRATE, Miners};
 
 /// How long a miner may take to be let in or to be turned away.
@@ -390,6 +390,7 @@ impl Soak {
                 "the proxy exports no hashsplit_tasks"
             );
             quiet = Quiet {
+                minute: self.started.elapsed().as_secs() / 60,
                 rss_kib: self.proxy.rss_kib()?,
                 fds: self.proxy.open_fds()?,
                 tasks: metrics.sum("hashsplit_tasks", &[]),
@@ -443,6 +444,7 @@ impl Soak {
             minutes,
             peak_rss_kib: self.peak_rss_kib,
             first: self.quiet.first().copied().unwrap_or_default(),
+            rss_base: report::rss_baseline(&self.quiet).unwrap_or_default(),
             last: self.quiet.last().copied().unwrap_or_default(),
             shares: self.shares,
             invariant_violations: self.violations,
