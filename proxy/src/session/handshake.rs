@@ -52,6 +52,9 @@ impl Workers {
             return Err(StratumError::other("too many workers on one connection"));
         }
         let series = metrics.join(&user);
+        // Nearly every miner authorizes one worker: room for exactly that
+        // many, not the four a first push would reserve in every idle miner.
+        self.0.reserve_exact(1);
         self.0.push(Worker {
             name: user,
             _series: series,
