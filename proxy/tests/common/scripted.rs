@@ -39,6 +39,9 @@ pub struct ScriptedPool {
     /// Every `mining.submit` the pool received.
     pub submits: Arc<Mutex<Vec<Vec<serde_json::Value>>>>,
     connections: watch::Receiver<u32>,
+    /// The time of every job this pool sends: taken once at start, so the
+    /// same job id sent again is the same work to the second.
+    ntime: u32,
 }
 
 impl ScriptedPool {
@@ -84,6 +87,7 @@ impl ScriptedPool {
             script,
             submits,
             connections,
+            ntime: unix_now(),
         }
     }
 
@@ -103,7 +107,8 @@ impl ScriptedPool {
 
     /// Sends `mining.notify` for a fixed job with this id.
     pub fn notify(&self, job_id: &str, clean: bool) {
-        self.send_line(ServerMethod::Notify(job(job_id, clean)).to_line(Id::Null));
+        let job = job(job_id, clean, self.ntime);
+        self.send_line(ServerMethod::Notify(job).to_line(Id::Null));
     }
 
     pub fn connections(&self) -> u32 {
@@ -118,12 +123,15 @@ struct Config {
     hold_configure: bool,
 }
 
-/// A job with a tiny coinbase and no transactions; its time is now.
-pub fn job(job_id: &str, clean: bool) -> Notify {
-    let now = std::time::SystemTime::now()
+fn unix_now() -> u32 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs() as u32;
+        .as_secs() as u32
+}
+
+/// A job with a tiny coinbase and no transactions at time `ntime`.
+pub fn job(job_id: &str, clean: bool, ntime: u32) -> Notify {
     Notify {
         job_id: job_id.into(),
         prevhash: [0x11; 32],
@@ -132,7 +140,7 @@ pub fn job(job_id: &str, clean: bool) -> Notify {
         merkle_branch: Vec::new(),
         version: 0x2000_0000,
         nbits: 0x1703_a30c,
-        ntime: now,
+        ntime,
         clean_jobs: clean,
     }
 }
