@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::extranonce::ExtranonceAllocator;
-use crate::metrics::Metrics;
+use crate::metrics::{Disconnect, Metrics};
 use crate::proxy_protocol;
 use crate::session::{Session, Shared};
 
@@ -87,12 +87,9 @@ pub(crate) async fn run(
     let (unwrapped, mut headed) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
     // Connections whose PROXY header is still being read.
     let reading = Arc::new(AtomicUsize::new(0));
-    let refuse = |reason: &str| {
+    let refuse = |reason| {
         metrics.downstream_connects.inc();
-        metrics
-            .downstream_disconnects
-            .with_label_values(&[reason])
-            .inc();
+        metrics.disconnected(reason);
     };
     loop {
         let (stream, peer) = tokio::select! {
@@ -107,12 +104,12 @@ pub(crate) async fn run(
                         + reading.load(Ordering::Relaxed);
                     if open >= max_connections {
                         debug!(peer = %pair.1, "connection limit reached; refused");
-                        refuse("connection-limit");
+                        refuse(Disconnect::ConnectionLimit);
                         continue;
                     }
                     let Some(reading_slot) = header_per_ip.take(pair.1.ip(), per_ip_limit) else {
                         debug!(peer = %pair.1, "per-IP limit of connections without a header; refused");
-                        refuse("connection-limit");
+                        refuse(Disconnect::ConnectionLimit);
                         continue;
                     };
                     reading.fetch_add(1, Ordering::Relaxed);
@@ -139,17 +136,17 @@ pub(crate) async fn run(
         };
         if metrics.downstream_connections.get() as usize >= max_connections {
             debug!(%peer, "connection limit reached; refused");
-            refuse("connection-limit");
+            refuse(Disconnect::ConnectionLimit);
             continue;
         }
         let Some(slot) = per_ip.take(peer.ip(), per_ip_limit) else {
             debug!(%peer, "per-IP connection limit reached; refused");
-            refuse("connection-limit");
+            refuse(Disconnect::ConnectionLimit);
             continue;
         };
         let Some(extranonce1) = allocator.allocate() else {
             warn!(%peer, "every extranonce1 is in use; refused");
-            refuse("extranonce-exhausted");
+            refuse(Disconnect::ExtranonceExhausted);
             continue;
         };
         metrics.downstream_connects.inc();
@@ -172,10 +169,7 @@ pub(crate) async fn run(
         tasks.spawn(session.run().map(move |ended| {
             drop(slot);
             drop(open);
-            metrics
-                .downstream_disconnects
-                .with_label_values(&[ended.as_str()])
-                .inc();
+            metrics.disconnected(ended);
         }));
     }
 }
@@ -194,18 +188,18 @@ async fn unwrap_header(
 ) {
     let read = tokio::time::timeout(timeout, proxy_protocol::read_header(&mut stream));
     let header = tokio::select! {
-        () = stopping.cancelled() => return refused(&reading, &metrics, "shutdown"),
+        () = stopping.cancelled() => return refused(&reading, &metrics, Disconnect::Shutdown),
         header = read => header,
     };
     let source = match header {
         Ok(Ok(source)) => source.unwrap_or(peer),
         Ok(Err(e)) => {
             warn!(%peer, error = %e, "connection refused");
-            return refused(&reading, &metrics, "bad-input");
+            return refused(&reading, &metrics, Disconnect::BadInput);
         }
         Err(_) => {
             debug!(%peer, "no PROXY protocol header in time");
-            return refused(&reading, &metrics, "handshake-timeout");
+            return refused(&reading, &metrics, Disconnect::HandshakeTimeout);
         }
     };
     drop(reading_slot);
@@ -215,11 +209,8 @@ async fn unwrap_header(
     }
 }
 
-fn refused(reading: &AtomicUsize, metrics: &Metrics, reason: &str) {
+fn refused(reading: &AtomicUsize, metrics: &Metrics, reason: Disconnect) {
     reading.fetch_sub(1, Ordering::Relaxed);
     metrics.downstream_connects.inc();
-    metrics
-        .downstream_disconnects
-        .with_label_values(&[reason])
-        .inc();
+    metrics.disconnected(reason);
 }

@@ -13,10 +13,12 @@
 //! label here, except in the opt-in, capped per-worker series of
 //! [`workers`].
 
+mod disconnect;
 mod pools;
 mod shares;
 mod workers;
 
+pub use disconnect::Disconnect;
 pub use pools::PoolSeries;
 #[cfg(test)]
 pub use shares::Tally;
@@ -99,8 +101,8 @@ pub struct Metrics {
     pub downstream_connections: IntGauge,
     /// Miner connections accepted.
     pub downstream_connects: IntCounter,
-    /// Miner connections closed, by reason.
-    pub downstream_disconnects: IntCounterVec,
+    /// Miner connections closed, by reason: see [`Metrics::disconnected`].
+    downstream_disconnects: IntCounterVec,
     /// Miners asked to reconnect: for a narrower extranonce2, or to move
     /// to another instance while this one drains.
     pub downstream_reconnect_requests: IntCounter,
@@ -131,21 +133,6 @@ pub struct Metrics {
     pub tasks: IntGauge,
 }
 
-/// Why a miner connection ended.
-pub const DISCONNECT_REASONS: [&str; 11] = [
-    "closed",
-    "idle",
-    "handshake-timeout",
-    "line-too-long",
-    "bad-input",
-    "too-many-rejects",
-    "io-error",
-    "shutdown",
-    "connection-limit",
-    "extranonce-exhausted",
-    "drained",
-];
-
 impl Metrics {
     /// Counts a reload of the config file (by SIGHUP or the API) as
     /// applied or refused, and records whether the latest one succeeded.
@@ -153,6 +140,13 @@ impl Metrics {
         let result = if applied { "applied" } else { "rejected" };
         self.config_reloads.with_label_values(&[result]).inc();
         self.config_last_reload_successful.set(i64::from(applied));
+    }
+
+    /// Counts a miner connection that ended, or was refused, for `reason`.
+    pub fn disconnected(&self, reason: Disconnect) {
+        self.downstream_disconnects
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// Registers every metric, with a series for every pool and reason.
@@ -380,8 +374,9 @@ impl Metrics {
         for pool in pool_names {
             m.add_pool(pool);
         }
-        for reason in DISCONNECT_REASONS {
-            m.downstream_disconnects.with_label_values(&[reason]);
+        for reason in Disconnect::ALL {
+            m.downstream_disconnects
+                .with_label_values(&[reason.as_str()]);
         }
         m
     }

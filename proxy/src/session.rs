@@ -42,7 +42,7 @@ use crate::directory::MinerDirectory;
 use crate::drain::Drain;
 use crate::extranonce::Extranonce1;
 use crate::jobs::{JobBook, Layout, Layouts, PoolJob};
-use crate::metrics::Metrics;
+use crate::metrics::{Disconnect, Metrics};
 use crate::policy_task::PolicyHandle;
 use crate::pool::{PoolHandle, Pools};
 use crate::vardiff::Vardiff;
@@ -88,46 +88,6 @@ pub struct Shared {
     pub line_budget: LineBudget,
     /// Each miner's authorized workers, for the API.
     pub directory: Arc<MinerDirectory>,
-}
-
-/// Why a session ended: the `reason` label of the disconnect metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    /// The miner closed the connection.
-    Closed,
-    /// No line within the idle timeout.
-    Idle,
-    /// No subscribe and authorize within the handshake timeout.
-    HandshakeTimeout,
-    /// A line over the maximum length.
-    LineTooLong,
-    /// Too many unreadable lines in a row.
-    BadInput,
-    /// Too many shares rejected in a row.
-    TooManyRejects,
-    /// A read or write failed.
-    IoError,
-    /// The proxy is shutting down.
-    Shutdown,
-    /// The proxy drains: the miner was asked to reconnect elsewhere.
-    Drained,
-}
-
-impl Ended {
-    /// Returns the metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Ended::Closed => "closed",
-            Ended::Idle => "idle",
-            Ended::HandshakeTimeout => "handshake-timeout",
-            Ended::LineTooLong => "line-too-long",
-            Ended::BadInput => "bad-input",
-            Ended::TooManyRejects => "too-many-rejects",
-            Ended::IoError => "io-error",
-            Ended::Shutdown => "shutdown",
-            Ended::Drained => "drained",
-        }
-    }
 }
 
 /// What woke an idle session.
@@ -251,7 +211,7 @@ impl Session {
 
     /// Serves the miner until it leaves, misbehaves, or the proxy stops;
     /// returns why it ended.
-    pub async fn run(mut self) -> Ended {
+    pub async fn run(mut self) -> Disconnect {
         let ended = self.serve().await;
         let pools = &self.pools;
         let current_epoch = |pool: PoolId| pools.get(pool.index()).map(|s| s.state().epoch);
@@ -268,7 +228,7 @@ impl Session {
         ended
     }
 
-    async fn serve(&mut self) -> Ended {
+    async fn serve(&mut self) -> Disconnect {
         let server = &self.shared.config.server;
         let (handshake_timeout, idle_timeout) = (server.handshake_timeout, server.idle_timeout);
         // One timer for the deadline and vardiff: an idle miner's task
@@ -306,18 +266,18 @@ impl Session {
             let watched = self.current.unwrap_or(PoolId(0)).index();
             let event = tokio::select! {
                 biased;
-                () = &mut stopped => return Ended::Shutdown,
+                () = &mut stopped => return Disconnect::Shutdown,
                 Some(answer) = self.pending.next() => Event::PoolAnswer(answer),
                 () = &mut drained, if !self.draining => Event::Draining,
                 () = self.shared.drain.turn(), if self.leaving.is_none() => Event::Turn,
                 line = self.wire.next_line(), if !self.draining => match line {
                     Some(Ok(line)) => Event::Line(line),
-                    Some(Err(CodecError::LineTooLong { .. })) => return Ended::LineTooLong,
+                    Some(Err(CodecError::LineTooLong { .. })) => return Disconnect::LineTooLong,
                     Some(Err(error @ CodecError::OverBudget { .. })) => {
                         warn!(miner = %self.miner, peer = %self.peer, %error, "a long unfinished line; disconnecting");
-                        return Ended::LineTooLong;
+                        return Disconnect::LineTooLong;
                     }
-                    Some(Err(_)) => return Ended::IoError,
+                    Some(Err(_)) => return Disconnect::IoError,
                     None => return self.closed(),
                 },
                 Ok(()) = self.pools[watched].changed(), if watching => Event::PoolState,
@@ -327,7 +287,7 @@ impl Session {
                     if self.leaving.is_some_and(|leaving| now >= leaving.by) {
                         Event::LeaveDue
                     } else if now >= deadline {
-                        return if mining { Ended::Idle } else { Ended::HandshakeTimeout };
+                        return if mining { Disconnect::Idle } else { Disconnect::HandshakeTimeout };
                     } else {
                         next_retarget = now + VARDIFF_TICK;
                         Event::Retarget
@@ -347,7 +307,7 @@ impl Session {
         }
     }
 
-    async fn on_event(&mut self, event: Event) -> Result<(), Ended> {
+    async fn on_event(&mut self, event: Event) -> Result<(), Disconnect> {
         match event {
             Event::PoolAnswer(answer) => self.on_pool_answer(answer).await,
             Event::Draining => {
@@ -381,20 +341,20 @@ impl Session {
     }
 
     /// Writes one line to the miner.
-    async fn send(&mut self, mut line: String) -> Result<(), Ended> {
+    async fn send(&mut self, mut line: String) -> Result<(), Disconnect> {
         if line.contains('\n') {
             // It would reach the miner as two lines.
-            return Err(Ended::IoError);
+            return Err(Disconnect::IoError);
         }
         line.push('\n');
         self.write(line.as_bytes()).await
     }
 
     /// Writes bytes that end in a newline (a rendered line) to the miner.
-    async fn write(&mut self, line: &[u8]) -> Result<(), Ended> {
+    async fn write(&mut self, line: &[u8]) -> Result<(), Disconnect> {
         match tokio::time::timeout(WRITE_TIMEOUT, self.wire.write_line(line)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) | Err(_) => Err(Ended::IoError),
+            Ok(Err(_)) | Err(_) => Err(Disconnect::IoError),
         }
     }
 }

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::message::StratumError;
+
 /// The submit field a [`Reject::BadHex`] or [`Reject::BadLength`] refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Field {
@@ -60,21 +62,39 @@ pub enum Reject {
 }
 
 impl Reject {
-    /// The label of every reason, in a stable order: metrics pre-register
-    /// these so a reason that never happened still shows as zero.
-    pub const LABELS: [&'static str; 11] = [
-        "malformed",
-        "bad-hex",
-        "bad-length",
-        "not-subscribed",
-        "unauthorized",
-        "job-not-found",
-        "stale",
-        "ntime-out-of-range",
-        "bad-version-bits",
-        "duplicate",
-        "low-difficulty",
+    /// Every reason, in a stable order: metrics pre-register their labels
+    /// so a reason that never happened still shows as zero. A reason that
+    /// names a field stands for all its fields: they share a label.
+    pub const ALL: [Reject; 11] = [
+        Reject::Malformed,
+        Reject::BadHex(Field::Extranonce2),
+        Reject::BadLength(Field::Extranonce2),
+        Reject::NotSubscribed,
+        Reject::Unauthorized,
+        Reject::UnknownJob,
+        Reject::Stale,
+        Reject::NtimeOutOfRange,
+        Reject::BadVersionBits,
+        Reject::Duplicate,
+        Reject::LowDifficulty,
     ];
+
+    /// Returns this reason's position in [`Reject::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Reject::Malformed => 0,
+            Reject::BadHex(_) => 1,
+            Reject::BadLength(_) => 2,
+            Reject::NotSubscribed => 3,
+            Reject::Unauthorized => 4,
+            Reject::UnknownJob => 5,
+            Reject::Stale => 6,
+            Reject::NtimeOutOfRange => 7,
+            Reject::BadVersionBits => 8,
+            Reject::Duplicate => 9,
+            Reject::LowDifficulty => 10,
+        }
+    }
 
     /// Returns the stable label of this reason (metrics, logs).
     pub fn as_str(self) -> &'static str {
@@ -93,21 +113,20 @@ impl Reject {
         }
     }
 
-    /// Returns the customary Stratum error code: 20 other, 21 job not found
-    /// or stale, 22 duplicate, 23 low difficulty, 24 unauthorized, 25 not
-    /// subscribed.
+    /// Returns the customary Stratum error code, from the one table in
+    /// [`StratumError`].
     pub fn code(self) -> i64 {
         match self {
-            Reject::UnknownJob | Reject::Stale => 21,
-            Reject::Duplicate => 22,
-            Reject::LowDifficulty => 23,
-            Reject::Unauthorized => 24,
-            Reject::NotSubscribed => 25,
+            Reject::UnknownJob | Reject::Stale => StratumError::JOB_NOT_FOUND,
+            Reject::Duplicate => StratumError::DUPLICATE,
+            Reject::LowDifficulty => StratumError::LOW_DIFFICULTY,
+            Reject::Unauthorized => StratumError::UNAUTHORIZED,
+            Reject::NotSubscribed => StratumError::NOT_SUBSCRIBED,
             Reject::Malformed
             | Reject::BadHex(_)
             | Reject::BadLength(_)
             | Reject::NtimeOutOfRange
-            | Reject::BadVersionBits => 20,
+            | Reject::BadVersionBits => StratumError::OTHER,
         }
     }
 }
@@ -148,25 +167,15 @@ mod tests {
     }
 
     #[test]
-    fn labels_are_distinct_and_cover_every_variant() {
-        let every = [
-            Reject::Malformed,
-            Reject::BadHex(Field::Extranonce2),
-            Reject::BadLength(Field::VersionBits),
-            Reject::NotSubscribed,
-            Reject::Unauthorized,
-            Reject::UnknownJob,
-            Reject::Stale,
-            Reject::NtimeOutOfRange,
-            Reject::BadVersionBits,
-            Reject::Duplicate,
-            Reject::LowDifficulty,
-        ];
-        let mut labels: Vec<_> = every.iter().map(|r| r.as_str()).collect();
-        assert_eq!(labels, Reject::LABELS);
+    fn labels_are_distinct_and_indexes_follow_the_list() {
+        for (i, reject) in Reject::ALL.iter().enumerate() {
+            assert_eq!(reject.index(), i, "{reject:?}");
+        }
+        assert_eq!(Reject::BadLength(Field::VersionBits).index(), 2);
+        let mut labels: Vec<_> = Reject::ALL.iter().map(|r| r.as_str()).collect();
         labels.sort_unstable();
         labels.dedup();
-        assert_eq!(labels.len(), Reject::LABELS.len());
+        assert_eq!(labels.len(), Reject::ALL.len());
     }
 
     #[test]

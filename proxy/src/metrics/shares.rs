@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use hashsplit_stratum::{Field, Reject};
+use hashsplit_stratum::{Reject, StratumError};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{Counter, CounterVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
@@ -55,69 +55,67 @@ pub enum PoolReject {
 }
 
 impl PoolReject {
+    /// Every reason, in the order of their series.
+    pub const ALL: [PoolReject; 4] = [
+        PoolReject::Stale,
+        PoolReject::Duplicate,
+        PoolReject::LowDifficulty,
+        PoolReject::Other,
+    ];
+
     /// Returns the reason for a pool's error code.
     pub fn from_code(code: i64) -> Self {
-        match code {
-            21 => PoolReject::Stale,
-            22 => PoolReject::Duplicate,
-            23 => PoolReject::LowDifficulty,
-            _ => PoolReject::Other,
+        PoolReject::ALL
+            .into_iter()
+            .find(|reject| reject.code() == code)
+            .unwrap_or(PoolReject::Other)
+    }
+
+    /// Returns the customary code for this reason (the one table is
+    /// [`StratumError`]'s).
+    pub fn code(self) -> i64 {
+        match self {
+            PoolReject::Stale => StratumError::JOB_NOT_FOUND,
+            PoolReject::Duplicate => StratumError::DUPLICATE,
+            PoolReject::LowDifficulty => StratumError::LOW_DIFFICULTY,
+            PoolReject::Other => StratumError::OTHER,
         }
+    }
+
+    /// Returns the error a miner is sent for the pool's refusal.
+    pub fn to_error(self) -> StratumError {
+        let message = match self {
+            PoolReject::Stale => "stale (pool)",
+            PoolReject::Duplicate => "duplicate (pool)",
+            PoolReject::LowDifficulty => "low difficulty (pool)",
+            PoolReject::Other => "rejected by the pool",
+        };
+        StratumError::new(self.code(), message)
     }
 }
 
 impl Outcome {
     /// Every outcome with a label of its own, in the order of
-    /// [`Outcome::index`] (a field-carrying reject stands for all of its
-    /// fields: they share a label).
-    pub const ALL: [Outcome; 19] = [
-        Outcome::AcceptedLocal,
-        Outcome::AcceptedByPool,
-        Outcome::Rejected(Reject::Malformed),
-        Outcome::Rejected(Reject::BadHex(Field::Extranonce2)),
-        Outcome::Rejected(Reject::BadLength(Field::Extranonce2)),
-        Outcome::Rejected(Reject::NotSubscribed),
-        Outcome::Rejected(Reject::Unauthorized),
-        Outcome::Rejected(Reject::UnknownJob),
-        Outcome::Rejected(Reject::Stale),
-        Outcome::Rejected(Reject::NtimeOutOfRange),
-        Outcome::Rejected(Reject::BadVersionBits),
-        Outcome::Rejected(Reject::Duplicate),
-        Outcome::Rejected(Reject::LowDifficulty),
-        Outcome::RejectedByPool(PoolReject::Stale),
-        Outcome::RejectedByPool(PoolReject::Duplicate),
-        Outcome::RejectedByPool(PoolReject::LowDifficulty),
-        Outcome::RejectedByPool(PoolReject::Other),
-        Outcome::PoolTimeout,
-        Outcome::PoolUnavailable,
-    ];
+    /// [`Outcome::index`].
+    pub fn all() -> impl Iterator<Item = Outcome> {
+        [Outcome::AcceptedLocal, Outcome::AcceptedByPool]
+            .into_iter()
+            .chain(Reject::ALL.map(Outcome::Rejected))
+            .chain(PoolReject::ALL.map(Outcome::RejectedByPool))
+            .chain([Outcome::PoolTimeout, Outcome::PoolUnavailable])
+    }
 
-    /// Returns the outcome's position in [`Outcome::ALL`].
+    /// Returns the outcome's position in [`Outcome::all`].
     pub fn index(self) -> usize {
+        const BY_POOL: usize = 2 + Reject::ALL.len();
+        const LAST: usize = BY_POOL + PoolReject::ALL.len();
         match self {
             Outcome::AcceptedLocal => 0,
             Outcome::AcceptedByPool => 1,
-            Outcome::Rejected(reject) => {
-                2 + match reject {
-                    Reject::Malformed => 0,
-                    Reject::BadHex(_) => 1,
-                    Reject::BadLength(_) => 2,
-                    Reject::NotSubscribed => 3,
-                    Reject::Unauthorized => 4,
-                    Reject::UnknownJob => 5,
-                    Reject::Stale => 6,
-                    Reject::NtimeOutOfRange => 7,
-                    Reject::BadVersionBits => 8,
-                    Reject::Duplicate => 9,
-                    Reject::LowDifficulty => 10,
-                }
-            }
-            Outcome::RejectedByPool(PoolReject::Stale) => 13,
-            Outcome::RejectedByPool(PoolReject::Duplicate) => 14,
-            Outcome::RejectedByPool(PoolReject::LowDifficulty) => 15,
-            Outcome::RejectedByPool(PoolReject::Other) => 16,
-            Outcome::PoolTimeout => 17,
-            Outcome::PoolUnavailable => 18,
+            Outcome::Rejected(reject) => 2 + reject.index(),
+            Outcome::RejectedByPool(reject) => BY_POOL + reject as usize,
+            Outcome::PoolTimeout => LAST,
+            Outcome::PoolUnavailable => LAST + 1,
         }
     }
 
@@ -201,8 +199,7 @@ impl ShareSeries {
             &["result"],
         )
         .expect("a valid definition");
-        let settled = Outcome::ALL
-            .iter()
+        let settled = Outcome::all()
             .map(|o| settled_vec.with_label_values(&[o.result(), o.reason()]))
             .collect();
         let credited_accepted = credited_vec.with_label_values(&["accepted"]);
@@ -363,15 +360,19 @@ mod tests {
 
     #[test]
     fn every_outcome_has_its_own_index_and_label() {
-        for (i, outcome) in Outcome::ALL.iter().enumerate() {
+        let all: Vec<_> = Outcome::all().collect();
+        for (i, outcome) in all.iter().enumerate() {
             assert_eq!(outcome.index(), i, "{outcome:?}");
         }
-        let mut labels: Vec<_> = Outcome::ALL.iter().map(|o| o.reason()).collect();
+        let mut labels: Vec<_> = all.iter().map(|o| o.reason()).collect();
         labels.sort_unstable();
         labels.dedup();
-        assert_eq!(labels.len(), Outcome::ALL.len());
-        for reject in Reject::LABELS {
-            assert!(labels.contains(&reject), "{reject}");
+        assert_eq!(labels.len(), all.len());
+        for reject in Reject::ALL {
+            assert!(labels.contains(&reject.as_str()), "{reject:?}");
+        }
+        for reject in PoolReject::ALL {
+            assert_eq!(PoolReject::from_code(reject.code()), reject);
         }
     }
 
@@ -395,9 +396,9 @@ mod tests {
         series
             .submit(3.0)
             .settle(Outcome::RejectedByPool(PoolReject::from_code(23)));
-        series
-            .submit(0.0)
-            .settle(Outcome::Rejected(Reject::BadHex(Field::Nonce)));
+        series.submit(0.0).settle(Outcome::Rejected(Reject::BadHex(
+            hashsplit_stratum::Field::Nonce,
+        )));
         assert_eq!(balanced(&metrics, "a"), (3.0, 3.0, 0.0));
         let refused = [("pool", "a"), ("result", "rejected")];
         assert_eq!(

@@ -10,10 +10,10 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::handshake::Authorized;
-use super::{Ended, MAX_BAD_LINES, Session};
+use super::{Disconnect, MAX_BAD_LINES, Session};
 
 impl Session {
-    pub(super) async fn on_line(&mut self, line: &str) -> Result<(), Ended> {
+    pub(super) async fn on_line(&mut self, line: &str) -> Result<(), Disconnect> {
         match Incoming::<ClientMethod>::from_line(line) {
             Ok(Incoming::Call { id, method }) => {
                 self.bad_lines = 0;
@@ -25,7 +25,7 @@ impl Session {
         }
     }
 
-    pub(super) async fn on_bad_line(&mut self, error: ParseError) -> Result<(), Ended> {
+    pub(super) async fn on_bad_line(&mut self, error: ParseError) -> Result<(), Disconnect> {
         if error.is_submit() {
             // A submit attempt still counts as a share, rejected as malformed.
             self.reject_malformed_submit(&error).await?;
@@ -41,12 +41,12 @@ impl Session {
         self.bad_lines += 1;
         if self.bad_lines >= MAX_BAD_LINES {
             warn!(miner = %self.miner, peer = %self.peer, "too many unreadable lines; disconnecting");
-            return Err(Ended::BadInput);
+            return Err(Disconnect::BadInput);
         }
         Ok(())
     }
 
-    async fn on_call(&mut self, id: Id, method: ClientMethod) -> Result<(), Ended> {
+    async fn on_call(&mut self, id: Id, method: ClientMethod) -> Result<(), Disconnect> {
         match method {
             ClientMethod::Subscribe { .. } => {
                 self.handshake.subscribe();
@@ -85,21 +85,29 @@ impl Session {
         }
     }
 
-    pub(super) async fn reply(&mut self, id: Id, result: serde_json::Value) -> Result<(), Ended> {
+    pub(super) async fn reply(
+        &mut self,
+        id: Id,
+        result: serde_json::Value,
+    ) -> Result<(), Disconnect> {
         if id.is_null() {
             return Ok(());
         }
         self.send(Response::ok(id, result).to_line()).await
     }
 
-    pub(super) async fn reply_error(&mut self, id: Id, error: StratumError) -> Result<(), Ended> {
+    pub(super) async fn reply_error(
+        &mut self,
+        id: Id,
+        error: StratumError,
+    ) -> Result<(), Disconnect> {
         if id.is_null() {
             return Ok(());
         }
         self.send(Response::error(id, error).to_line()).await
     }
 
-    async fn on_authorize(&mut self, id: Id, user: String) -> Result<(), Ended> {
+    async fn on_authorize(&mut self, id: Id, user: String) -> Result<(), Disconnect> {
         let workers = &self.shared.metrics.workers;
         let name = user.clone();
         let authorized = self.handshake.authorize(user, workers);
@@ -122,7 +130,7 @@ impl Session {
         }
     }
 
-    async fn on_configure(&mut self, id: Id, configure: &Configure) -> Result<(), Ended> {
+    async fn on_configure(&mut self, id: Id, configure: &Configure) -> Result<(), Disconnect> {
         // The mask every pool can take, so any pool can get this miner's
         // shares: the configured mask, narrowed by each pool that answered.
         let mut allowed = self.shared.config.downstream.version_mask;

@@ -11,7 +11,7 @@ use hashsplit_stratum::{Id, Method, ServerMethod};
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{Ended, Session};
+use super::{Disconnect, Session};
 
 /// Longest a turn waits for the miner's shares in flight to be answered
 /// (a pool answers or times out within 5 s).
@@ -40,18 +40,22 @@ impl Session {
     /// Asks the miner to reconnect once its shares are settled (or `due`:
     /// the wait is over), and ends the session once the miner had its
     /// grace to go.
-    pub(super) async fn leave_when_settled(&mut self, due: bool) -> Result<(), Ended> {
+    pub(super) async fn leave_when_settled(&mut self, due: bool) -> Result<(), Disconnect> {
         let Some(leaving) = self.leaving else {
             return Ok(());
         };
         if leaving.asked {
-            return if due { Err(Ended::Drained) } else { Ok(()) };
+            return if due {
+                Err(Disconnect::Drained)
+            } else {
+                Ok(())
+            };
         }
         if !self.pending.is_empty() && !due {
             return Ok(());
         }
         if !self.handshake.is_subscribed() {
-            return Err(Ended::Drained);
+            return Err(Disconnect::Drained);
         }
         self.shared.metrics.downstream_reconnect_requests.inc();
         debug!(miner = %self.miner, peer = %self.peer, "asking the miner to reconnect: this proxy drains");
@@ -69,11 +73,11 @@ impl Session {
     }
 
     /// Returns why a session ended whose miner closed the connection.
-    pub(super) fn closed(&self) -> Ended {
+    pub(super) fn closed(&self) -> Disconnect {
         if self.leaving.is_some_and(|leaving| leaving.asked) {
-            Ended::Drained
+            Disconnect::Drained
         } else {
-            Ended::Closed
+            Disconnect::Closed
         }
     }
 }

@@ -12,7 +12,7 @@ use hashsplit_stratum::{Id, Method, ServerMethod};
 use tokio::time::Instant;
 use tracing::info;
 
-use super::{Ended, Session};
+use super::{Disconnect, Session};
 
 /// How many reconnect requests the proxy sends per second at most.
 const PER_SECOND: f64 = 5.0;
@@ -51,7 +51,7 @@ impl ReconnectLimiter {
 impl Session {
     /// Asks the miner to reconnect if it has a layout some pool cannot
     /// take and it was not asked before; returns once the request is sent.
-    pub(super) async fn maybe_ask_reconnect(&mut self) -> Result<(), Ended> {
+    pub(super) async fn maybe_ask_reconnect(&mut self) -> Result<(), Disconnect> {
         if self.reconnect_asked || self.layout == self.shared.layouts.for_new_miner() {
             return Ok(());
         }

@@ -5,7 +5,7 @@ use tracing::debug;
 
 use hashsplit_policy::PoolId;
 
-use super::{Ended, Session};
+use super::{Disconnect, Session};
 use crate::extranonce::Space;
 use crate::jobs::PoolState;
 use crate::pool::{PoolHandle, PoolSet};
@@ -20,7 +20,7 @@ pub(super) fn handles_in(set: &PoolSet, space: Space) -> Vec<PoolHandle> {
 
 impl Session {
     /// Sends the first job once the miner is subscribed and authorized.
-    pub(super) async fn start_mining(&mut self) -> Result<(), Ended> {
+    pub(super) async fn start_mining(&mut self) -> Result<(), Disconnect> {
         if self.handshake.mining().is_none() || self.current.is_some() {
             return Ok(());
         }
@@ -74,7 +74,7 @@ impl Session {
     }
 
     /// Moves the miner to the pool the policy chose, if it changed.
-    pub(super) async fn follow_assignment(&mut self) -> Result<(), Ended> {
+    pub(super) async fn follow_assignment(&mut self) -> Result<(), Disconnect> {
         self.maybe_ask_reconnect().await?;
         self.sync_pools();
         let assigned = self.assignment.borrow_and_update().pool_for(self.miner);
@@ -93,7 +93,7 @@ impl Session {
         }
     }
 
-    async fn switch_to(&mut self, pool: PoolId) -> Result<(), Ended> {
+    async fn switch_to(&mut self, pool: PoolId) -> Result<(), Disconnect> {
         let previous = self.current.replace(pool);
         if previous.is_some() {
             let name = self.pools[pool.index()].name();

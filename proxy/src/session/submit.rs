@@ -24,8 +24,8 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::handshake::MayMine;
-use super::{Ended, Session};
-use crate::metrics::{NO_POOL, Outcome, PoolReject, ShareSeries};
+use super::{Disconnect, Session};
+use crate::metrics::{NO_POOL, Outcome, ShareSeries};
 use crate::pool::{Forward, Settlement, Unqueued};
 
 /// Answers to a miner written between two flushes at most.
@@ -52,7 +52,7 @@ impl Future for PoolAnswer {
 }
 
 impl Session {
-    pub(super) async fn on_submit(&mut self, id: Id, submit: Submit) -> Result<(), Ended> {
+    pub(super) async fn on_submit(&mut self, id: Id, submit: Submit) -> Result<(), Disconnect> {
         let started = Instant::now();
         let result = self.judge_submit(&submit);
         self.shared
@@ -69,7 +69,7 @@ impl Session {
                 self.rejects_in_a_row += 1;
                 if self.rejects_in_a_row >= super::MAX_REJECTS_IN_A_ROW {
                     warn!(miner = %self.miner, peer = %self.peer, "too many shares rejected in a row; disconnecting");
-                    return Err(Ended::TooManyRejects);
+                    return Err(Disconnect::TooManyRejects);
                 }
                 Ok(())
             }
@@ -92,7 +92,7 @@ impl Session {
     pub(super) async fn reject_malformed_submit(
         &mut self,
         error: &ParseError,
-    ) -> Result<(), Ended> {
+    ) -> Result<(), Disconnect> {
         self.shared
             .metrics
             .no_pool_shares()
@@ -201,7 +201,7 @@ impl Session {
         }
     }
 
-    async fn settle_accepted(&mut self, id: Id, share: Accepted) -> Result<(), Ended> {
+    async fn settle_accepted(&mut self, id: Id, share: Accepted) -> Result<(), Disconnect> {
         let Accepted {
             found,
             submission,
@@ -280,7 +280,7 @@ impl Session {
     /// about every other one already answered (at most
     /// [`MAX_ANSWER_BATCH`]), in one write: under load, one write per
     /// batch of answers rather than one per share.
-    pub(super) async fn on_pool_answer(&mut self, first: (Id, Outcome)) -> Result<(), Ended> {
+    pub(super) async fn on_pool_answer(&mut self, first: (Id, Outcome)) -> Result<(), Disconnect> {
         let mut lines = String::new();
         let mut next = Some(first);
         let mut answered = 0;
@@ -318,12 +318,7 @@ struct Accepted {
 /// Returns the error a miner is sent for a share the pool did not accept.
 fn outcome_error(outcome: Outcome) -> StratumError {
     match outcome {
-        Outcome::RejectedByPool(PoolReject::Stale) => StratumError::new(21, "stale (pool)"),
-        Outcome::RejectedByPool(PoolReject::Duplicate) => StratumError::new(22, "duplicate (pool)"),
-        Outcome::RejectedByPool(PoolReject::LowDifficulty) => {
-            StratumError::new(23, "low difficulty (pool)")
-        }
-        Outcome::RejectedByPool(PoolReject::Other) => StratumError::other("rejected by the pool"),
+        Outcome::RejectedByPool(reject) => reject.to_error(),
         Outcome::PoolTimeout => StratumError::other("the pool did not answer in time"),
         Outcome::PoolUnavailable => StratumError::other("the pool is unavailable"),
         Outcome::Rejected(reject) => StratumError::new(reject.code(), reject.to_string()),

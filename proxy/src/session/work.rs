@@ -7,13 +7,13 @@ use std::sync::Arc;
 use hashsplit_stratum::{Difficulty, Id, Method, ServerMethod};
 use tokio::time::Instant;
 
-use super::{Ended, Session};
+use super::{Disconnect, Session};
 use crate::extranonce::Space;
 use crate::jobs::PoolJob;
 
 impl Session {
     /// Sends the current pool's newest job if the miner does not have it.
-    pub(super) async fn on_pool_state(&mut self) -> Result<(), Ended> {
+    pub(super) async fn on_pool_state(&mut self) -> Result<(), Disconnect> {
         let Some(pool) = self.current else {
             self.pools[0].borrow_and_update();
             return self.start_mining().await;
@@ -49,7 +49,11 @@ impl Session {
         self.send_job(job, clean).await
     }
 
-    pub(super) async fn send_job(&mut self, job: Arc<PoolJob>, clean: bool) -> Result<(), Ended> {
+    pub(super) async fn send_job(
+        &mut self,
+        job: Arc<PoolJob>,
+        clean: bool,
+    ) -> Result<(), Disconnect> {
         self.vardiff.cap(job.pool_difficulty, Instant::now());
         self.send_difficulty().await?;
         // Every miner with this layout is sent the same bytes: rendered
@@ -64,7 +68,7 @@ impl Session {
     /// pool that answered `mining.configure` late, or sent
     /// `mining.set_version_mask`), telling the miner with
     /// `mining.set_version_mask`.
-    async fn fit_version_mask(&mut self, pool_mask: Option<u32>) -> Result<(), Ended> {
+    async fn fit_version_mask(&mut self, pool_mask: Option<u32>) -> Result<(), Disconnect> {
         let (Some(mine), Some(pool_mask)) = (self.version_mask, pool_mask) else {
             return Ok(());
         };
@@ -79,7 +83,7 @@ impl Session {
 
     /// Sends `mining.set_difficulty` if vardiff's difficulty differs from
     /// what the miner was last told.
-    pub(super) async fn send_difficulty(&mut self) -> Result<(), Ended> {
+    pub(super) async fn send_difficulty(&mut self) -> Result<(), Disconnect> {
         let difficulty = self.vardiff.current();
         if self.sent_difficulty == Some(difficulty) {
             return Ok(());
@@ -101,7 +105,7 @@ impl Session {
             })
     }
 
-    pub(super) async fn retarget(&mut self) -> Result<(), Ended> {
+    pub(super) async fn retarget(&mut self) -> Result<(), Disconnect> {
         if self.sent_job.is_none() {
             return Ok(());
         }
