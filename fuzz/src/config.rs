@@ -20,7 +20,7 @@ pub fn run(data: &[u8]) {
             let downstream = &config.downstream;
             assert!((1..=4).contains(&downstream.extranonce1_size));
             assert!((1..=8).contains(&downstream.extranonce2_size));
-            assert!(downstream.min_difficulty > 0.0);
+            assert!(downstream.min_difficulty.as_f64() > 0.0);
             assert!(downstream.initial_difficulty >= downstream.min_difficulty);
             for problem in &warnings {
                 assert!(

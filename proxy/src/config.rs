@@ -15,6 +15,7 @@ use std::time::Duration;
 use hashsplit_policy::Policy;
 use hashsplit_policy::config::read_policy;
 use hashsplit_policy::diag::{ConfigError, Diagnostics, Problem};
+use hashsplit_stratum::Difficulty;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -83,10 +84,10 @@ pub struct DownstreamConfig {
     /// Shares per minute vardiff aims for (default 20).
     pub share_rate: f64,
     /// Lowest difficulty vardiff may set (default 0.001).
-    pub min_difficulty: f64,
+    pub min_difficulty: Difficulty,
     /// Difficulty a new miner starts at (default 8192, about 0.6 TH/s at
     /// 20 shares a minute; vardiff takes it from there).
-    pub initial_difficulty: f64,
+    pub initial_difficulty: Difficulty,
     /// Version bits miners may roll (default `1fffe000`, BIP 320).
     pub version_mask: u32,
 }
@@ -136,8 +137,8 @@ impl Default for DownstreamConfig {
             extranonce2_size: 4,
             miners_per_pool_connection: None,
             share_rate: 20.0,
-            min_difficulty: 0.001,
-            initial_difficulty: 8192.0,
+            min_difficulty: Difficulty::try_new(0.001).expect("a valid difficulty"),
+            initial_difficulty: Difficulty::try_new(8192.0).expect("a valid difficulty"),
             version_mask: 0x1fff_e000,
         }
     }
@@ -393,9 +394,9 @@ fn read_downstream(diag: &mut Diagnostics<'_>, raw: RawDownstream) -> Downstream
         )
         .map(|n| n as u32),
         share_rate: positive(diag, "downstream.share_rate", raw.share_rate).unwrap_or(d.share_rate),
-        min_difficulty: positive(diag, "downstream.min_difficulty", raw.min_difficulty)
+        min_difficulty: difficulty(diag, "downstream.min_difficulty", raw.min_difficulty)
             .unwrap_or(d.min_difficulty),
-        initial_difficulty: positive(
+        initial_difficulty: difficulty(
             diag,
             "downstream.initial_difficulty",
             raw.initial_difficulty,
@@ -497,6 +498,28 @@ fn count(
             format!("must be in {min}..={max}, got {n}"),
         );
         None
+    }
+}
+
+/// Reads a share difficulty: a finite number above zero.
+fn difficulty(
+    diag: &mut Diagnostics<'_>,
+    path: &str,
+    value: Option<Spanned<f64>>,
+) -> Option<Difficulty> {
+    let value = value?;
+    let x = *value.get_ref();
+    match Difficulty::try_new(x) {
+        Ok(difficulty) => Some(difficulty),
+        Err(_) => {
+            // Subnormals too: their target overflows.
+            diag.error(
+                path,
+                Some(value.span()),
+                format!("must be finite and > 0, got {x}"),
+            );
+            None
+        }
     }
 }
 

@@ -160,8 +160,8 @@ impl Session {
         let now = Instant::now();
         let downstream = &shared.config.downstream;
         let vardiff = Vardiff::new(
-            Difficulty::try_new(downstream.initial_difficulty).unwrap_or(Difficulty::ONE),
-            Difficulty::try_new(downstream.min_difficulty).unwrap_or(Difficulty::ONE),
+            downstream.initial_difficulty,
+            downstream.min_difficulty,
             downstream.share_rate,
             now,
         );

@@ -168,3 +168,19 @@ fn a_narrow_extranonce1_for_max_connections_is_warned_about() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn difficulties_are_read_as_difficulties_and_a_subnormal_one_is_refused() {
+    let text = format!("[downstream]\nmin_difficulty = 0.5\ninitial_difficulty = 2\n{POLICY}");
+    let (config, _) = Config::from_toml_str(&text).unwrap();
+    assert_eq!(config.downstream.min_difficulty.as_f64(), 0.5);
+    assert_eq!(config.downstream.initial_difficulty.as_f64(), 2.0);
+
+    // Above zero, but its target overflows: refused where it is written,
+    // not replaced later by a default.
+    let text = format!("[downstream]\nmin_difficulty = 1e-310\n{POLICY}");
+    let error = Config::from_toml_str(&text).unwrap_err();
+    let problem = &error.errors[0];
+    assert_eq!(problem.path, "downstream.min_difficulty");
+    assert_eq!(problem.location, Some((2, 18)));
+}
