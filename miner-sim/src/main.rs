@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use hashsplit_stratum::{Difficulty, Hashrate};
+use hashsplit_policy::Hashrate;
+use hashsplit_stratum::Difficulty;
 use miner_sim::{LoadConfig, Profile, SimMiner, SimMinerConfig, SimPool, SimPoolConfig};
 
 /// Simulated Stratum v1 pools and miners, and a load generator, on loopback.
@@ -234,7 +235,7 @@ async fn miners(args: MinersArgs) -> anyhow::Result<()> {
         })
         .collect();
     let rate = args.hashrate.0.map_or("flat out".to_owned(), |r| {
-        Hashrate::from_hashes_per_second(r).to_string()
+        Hashrate::from_hashes_per_sec(r).to_string()
     });
     println!(
         "{} {} miner(s) at {rate} each mining on {addr}",
@@ -264,7 +265,7 @@ async fn miners(args: MinersArgs) -> anyhow::Result<()> {
         hashes += stats.hashes;
         println!("{user}: {stats}");
     }
-    let achieved = Hashrate::from_hashes_per_second(hashes as f64 / elapsed.as_secs_f64());
+    let achieved = Hashrate::from_hashes_per_sec(hashes as f64 / elapsed.as_secs_f64());
     println!("{:.1} s, {achieved} hashed in total", elapsed.as_secs_f64());
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! Units and ids the engine speaks in: [`Instant`], [`Work`], [`Hashrate`],
 //! [`Ratio`], [`PoolId`] and [`MinerId`].
 //!
-//! The policy crate does not depend on the wire crate, so it keeps its own
-//! small unit types; the proxy converts at the boundary (a share at
-//! difficulty `d` is `d · 2^32` expected hashes of [`Work`]).
+//! [`Work`] and [`Hashrate`] are the only ones in the workspace: the wire
+//! crate speaks difficulty and targets, and the proxy converts at the
+//! boundary (a share at difficulty `d` is `d · 2^32` expected hashes of
+//! [`Work`]).
 
 use std::fmt;
 use std::ops::{Add, Sub};

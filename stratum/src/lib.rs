@@ -10,7 +10,7 @@
 //!   ids and Stratum errors.
 //! - [`method`]: typed methods for both directions and typed results.
 //! - [`error`]: what was wrong with a line that could not be read.
-//! - [`units`]: [`Difficulty`], [`Target`], [`Work`], [`Hashrate`].
+//! - [`units`]: [`Difficulty`], [`Target`].
 //! - [`share`]: a prepared [`Job`], a decoded [`Submission`], and validation
 //!   into a [`SubmitResult`] or a [`Reject`] ([`reject`]), on a SHA-256d path
 //!   that drives raw compressions.
@@ -37,7 +37,7 @@ pub use method::{
     ClientMethod, Configure, ConfigureResult, Incoming, Method, Notify, ServerMethod, Submit,
     SubmitResult, SubscribeResult, VersionRolling,
 };
-pub use units::{Difficulty, Hashrate, Target, UnitError, Work};
+pub use units::{Difficulty, Target, UnitError};
 
 pub use reject::{Field, Reject};
 pub use share::{Job, JobError, JobParts, ShareContext, ShareKey, Submission, Verdict};

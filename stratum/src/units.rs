@@ -1,14 +1,11 @@
-//! Units of mining work: [`Difficulty`], [`Target`], [`Work`] and [`Hashrate`].
+//! Units of the wire: [`Difficulty`] and [`Target`].
 //!
 //! Difficulty 1 is the target `0xffff · 2^208` (the "pool difficulty 1" of
-//! Stratum v1, not the truncated bdiff). A share at difficulty `d` stands for
-//! `d · 2^32` hashes of expected work, so credited work over time is hashrate.
+//! Stratum v1, not the truncated bdiff). The work a share stands for, and
+//! hashrate, are the policy crate's `Work` and `Hashrate`: one pair for the
+//! whole proxy.
 
 use std::fmt;
-use std::time::Duration;
-
-/// 2^32: the expected number of hashes for one share at difficulty 1.
-const HASHES_PER_DIFF1: f64 = 4_294_967_296.0;
 
 /// Errors from building a unit out of untrusted input.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -51,11 +48,6 @@ impl Difficulty {
     /// Returns the largest hash (as a target) that meets this difficulty.
     pub fn to_target(self) -> Target {
         Target::from_f64(Target::DIFF1.to_f64() / self.0)
-    }
-
-    /// Returns the expected hashes behind one share at this difficulty.
-    pub fn to_work(self) -> Work {
-        Work(self.0 * HASHES_PER_DIFF1)
     }
 }
 
@@ -203,83 +195,6 @@ impl fmt::Debug for Target {
     }
 }
 
-/// Expected hashes behind credited shares (difficulty × 2^32 per share).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
-pub struct Work(f64);
-
-impl Work {
-    /// No work.
-    pub const ZERO: Work = Work(0.0);
-
-    /// Returns work of `hashes` expected hashes.
-    pub fn from_hashes(hashes: f64) -> Self {
-        Work(hashes)
-    }
-
-    /// Returns the expected number of hashes.
-    pub fn as_hashes(self) -> f64 {
-        self.0
-    }
-
-    /// Returns the hashrate that delivers this work in `elapsed`.
-    pub fn per(self, elapsed: Duration) -> Hashrate {
-        let secs = elapsed.as_secs_f64();
-        if secs > 0.0 {
-            Hashrate(self.0 / secs)
-        } else {
-            Hashrate(0.0)
-        }
-    }
-}
-
-impl std::ops::Add for Work {
-    type Output = Work;
-    fn add(self, rhs: Work) -> Work {
-        Work(self.0 + rhs.0)
-    }
-}
-
-impl std::ops::AddAssign for Work {
-    fn add_assign(&mut self, rhs: Work) {
-        self.0 += rhs.0;
-    }
-}
-
-/// Hashes per second.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
-pub struct Hashrate(f64);
-
-impl Hashrate {
-    /// Returns a hashrate of `hashes_per_second` H/s.
-    pub fn from_hashes_per_second(hashes_per_second: f64) -> Self {
-        Hashrate(hashes_per_second)
-    }
-
-    /// Returns the hashrate in H/s.
-    pub fn as_hashes_per_second(self) -> f64 {
-        self.0
-    }
-
-    /// Returns the difficulty at which this hashrate finds `shares_per_minute`
-    /// shares a minute on average (the vardiff set point), if it is positive.
-    pub fn difficulty_for(self, shares_per_minute: f64) -> Option<Difficulty> {
-        Difficulty::try_new(self.0 * 60.0 / (shares_per_minute * HASHES_PER_DIFF1)).ok()
-    }
-}
-
-impl fmt::Display for Hashrate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [&str; 7] = ["H/s", "KH/s", "MH/s", "GH/s", "TH/s", "PH/s", "EH/s"];
-        let mut value = self.0;
-        let mut unit = 0;
-        while value.abs() >= 1000.0 && unit + 1 < UNITS.len() {
-            value /= 1000.0;
-            unit += 1;
-        }
-        write!(f, "{value:.2} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,25 +303,5 @@ mod tests {
         hash[28] = 1; // above: a non-zero byte where the target has zeros
         assert!(!target.is_met_by(&hash));
         assert!(Target::MAX.is_met_by(&[0xff; 32]));
-    }
-
-    #[test]
-    fn work_and_hashrate() {
-        let work = Difficulty::try_new(2.0).unwrap().to_work();
-        assert_eq!(work.as_hashes(), 2.0 * 4_294_967_296.0);
-        let rate = (work + work).per(Duration::from_secs(4));
-        assert_eq!(rate.as_hashes_per_second(), 4_294_967_296.0);
-        assert_eq!(rate.to_string(), "4.29 GH/s");
-        assert_eq!(Work::ZERO.per(Duration::ZERO).as_hashes_per_second(), 0.0);
-    }
-
-    #[test]
-    fn hashrate_gives_the_vardiff_set_point() {
-        // 1 TH/s at 20 shares a minute: 1e12 * 60 / (20 * 2^32) ≈ 698.49.
-        let d = Hashrate::from_hashes_per_second(1e12)
-            .difficulty_for(20.0)
-            .unwrap();
-        assert!((d.as_f64() - 698.4919).abs() < 1e-3, "{d}");
-        assert!(Hashrate::default().difficulty_for(20.0).is_none());
     }
 }
