@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use prometheus::IntGauge;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -59,11 +60,11 @@ impl Drop for Slot {
 }
 
 /// A connected miner in `hashsplit_downstream_connections`, until dropped.
-struct Open(Metrics);
+struct Open(IntGauge);
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.downstream_connections.dec();
+        self.0.dec();
     }
 }
 
@@ -162,14 +163,15 @@ pub(crate) async fn run(
             stopping.clone(),
         );
         // Counted down even if the session were to panic.
-        let open = Open(metrics.clone());
-        let metrics = metrics.clone();
+        let open = Open(metrics.downstream_connections.clone());
         // `map`, not an `async` block awaiting the session: such a block
-        // would keep room for the session and for its running future.
+        // would keep room for the session and for its running future. What
+        // it captures every idle miner holds: pointers, not a `Metrics`.
+        let ended_in = Arc::clone(&shared);
         tasks.spawn(session.run().map(move |ended| {
             drop(slot);
             drop(open);
-            metrics.disconnected(ended);
+            ended_in.metrics.disconnected(ended);
         }));
     }
 }

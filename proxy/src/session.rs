@@ -21,13 +21,12 @@ mod work;
 
 pub use reconnect::ReconnectLimiter;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use hashsplit_policy::{Assignment, MinerId, Observation, PoolId};
 use hashsplit_stratum::{CodecError, Difficulty, Id, Line, LineBudget, ParseError, ParseErrorKind};
 use tokio::net::TcpStream;
@@ -140,7 +139,7 @@ pub struct Session {
     /// Where a new set of pools shows up after a reload.
     pool_set: Pools,
     assignment: watch::Receiver<Arc<Assignment>>,
-    pending: FuturesUnordered<submit::PoolAnswer>,
+    pending: submit::Answers,
     bad_lines: u32,
     last_line: Instant,
     started: Instant,
@@ -202,7 +201,7 @@ impl Session {
             pools,
             pool_set,
             assignment,
-            pending: FuturesUnordered::new(),
+            pending: submit::Answers::default(),
             bad_lines: 0,
             last_line: now,
             started: now,
@@ -211,21 +210,28 @@ impl Session {
 
     /// Serves the miner until it leaves, misbehaves, or the proxy stops;
     /// returns why it ended.
-    pub async fn run(mut self) -> Disconnect {
-        let ended = self.serve().await;
-        let pools = &self.pools;
-        let current_epoch = |pool: PoolId| pools.get(pool.index()).map(|s| s.state().epoch);
-        let retired = self.book.retire(current_epoch);
-        self.extranonce1.retire(retired, current_epoch);
-        self.shared.directory.left(self.miner);
-        if self.handshake.has_workers() {
-            self.shared
-                .policy
-                .membership(Observation::MinerLeft { miner: self.miner })
-                .await;
+    ///
+    /// Not an `async fn`: one moves its `self` argument into a local of
+    /// its own, so every idle miner's task would hold the session twice. An
+    /// `async move` block works on the session where it was captured.
+    #[expect(clippy::manual_async_fn, reason = "an async fn would hold the session twice")]
+    pub fn run(mut self) -> impl Future<Output = Disconnect> + Send {
+        async move {
+            let ended = self.serve().await;
+            let pools = &self.pools;
+            let current_epoch = |pool: PoolId| pools.get(pool.index()).map(|s| s.state().epoch);
+            let retired = self.book.retire(current_epoch);
+            self.extranonce1.retire(retired, current_epoch);
+            self.shared.directory.left(self.miner);
+            if self.handshake.has_workers() {
+                self.shared
+                    .policy
+                    .membership(Observation::MinerLeft { miner: self.miner })
+                    .await;
+            }
+            debug!(miner = %self.miner, peer = %self.peer, reason = ended.as_str(), "miner disconnected");
+            ended
         }
-        debug!(miner = %self.miner, peer = %self.peer, reason = ended.as_str(), "miner disconnected");
-        ended
     }
 
     async fn serve(&mut self) -> Disconnect {

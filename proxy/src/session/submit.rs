@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use hashsplit_policy::{Observation, PoolId, Work};
 use hashsplit_stratum::{
@@ -48,6 +49,40 @@ impl Future for PoolAnswer {
             let id = std::mem::replace(&mut this.id, Id::Null);
             (id, answer.unwrap_or(Outcome::PoolUnavailable))
         })
+    }
+}
+
+/// The answers a session waits for from pools. The set exists only while
+/// one is awaited: an empty `FuturesUnordered` still holds two shared
+/// allocations, which every idle miner would pay for.
+#[derive(Default)]
+pub(super) struct Answers(Option<FuturesUnordered<PoolAnswer>>);
+
+impl Answers {
+    fn push(&mut self, answer: PoolAnswer) {
+        self.0
+            .get_or_insert_with(FuturesUnordered::new)
+            .push(answer);
+    }
+
+    /// Returns whether no answer is awaited.
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Waits for the next answer; `None` at once when none is awaited.
+    pub(super) async fn next(&mut self) -> Option<(Id, Outcome)> {
+        let set = self.0.as_mut()?;
+        let answer = set.next().await;
+        if set.is_empty() {
+            self.0 = None;
+        }
+        answer
+    }
+
+    /// Takes an answer that is already in, if any.
+    fn ready(&mut self) -> Option<(Id, Outcome)> {
+        self.next().now_or_never().flatten()
     }
 }
 
@@ -296,7 +331,7 @@ impl Session {
             }
             answered += 1;
             if answered < MAX_ANSWER_BATCH {
-                next = self.pending.next().now_or_never().flatten();
+                next = self.pending.ready();
             }
         }
         if lines.is_empty() {

@@ -60,7 +60,7 @@ fn shared(tasks: &TaskTracker) -> Arc<Shared> {
 /// submit's path would make every idle miner pay for them, so they are
 /// boxed while they run (see `Session::serve`). Measured in the test
 /// (debug) build, which lays futures out larger than a release build.
-const MAX_TASK_BYTES: usize = 2304;
+const MAX_TASK_BYTES: usize = 1792;
 
 #[tokio::test]
 async fn an_idle_session_task_is_small() {
