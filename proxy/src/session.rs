@@ -214,7 +214,10 @@ impl Session {
     /// Not an `async fn`: one moves its `self` argument into a local of
     /// its own, so every idle miner's task would hold the session twice. An
     /// `async move` block works on the session where it was captured.
-    #[expect(clippy::manual_async_fn, reason = "an async fn would hold the session twice")]
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold the session twice"
+    )]
     pub fn run(mut self) -> impl Future<Output = Disconnect> + Send {
         async move {
             let ended = self.serve().await;

@@ -17,15 +17,19 @@ use tokio::net::{TcpListener, TcpStream};
 /// Miners per wave.
 const WAVE: usize = 500;
 /// Waves after the first (which sets the baseline).
-const WAVES: usize = 8;
+const WAVES: usize = 16;
 /// How far above the baseline memory may be after a wave has left. The
 /// allocator settles over the first waves (3.1 to 3.3 MiB here, and it
 /// varies with how many threads touched their own heaps); growth that does
 /// not settle is the next bound's to catch.
 const SLACK_BYTES: u64 = 6 << 20;
-/// How much memory may grow over the second half of the waves, once the
-/// allocator has settled: a leak of a kilobyte per miner adds 2 MiB over
-/// those four waves, and fragmentation that grows with churn shows too.
+/// How much memory may grow between the waves of the second quarter and
+/// those of the last, once the allocator has settled. The allocator takes
+/// a few waves more to settle in some runs than in others, and steps by a
+/// MiB or two now and then (a thread's own heap), so the bound compares the
+/// highest of the second quarter with the lowest of the last: a step does
+/// not trip it, growth that goes on does. A leak of a kilobyte per miner
+/// adds half a MiB a wave, 2.5 MiB between the two quarters.
 const SETTLED_SLACK_BYTES: u64 = 1 << 20;
 /// Linux's page size on x86-64 and most arm64 kernels.
 const PAGE: u64 = 4096;
@@ -77,13 +81,14 @@ async fn memory_returns_to_its_baseline_after_each_wave_of_miners() {
             mib(&after)
         );
     }
-    let settled = after[WAVES / 2 - 1];
-    let last = after[WAVES - 1];
+    let settled = *after[WAVES / 4..WAVES / 2].iter().max().unwrap();
+    let late = *after[WAVES * 3 / 4..].iter().min().unwrap();
     assert!(
-        last <= settled + SETTLED_SLACK_BYTES,
-        "memory kept growing with churn: {} KiB over the last {} waves (after {} MiB)",
-        last.saturating_sub(settled) / 1024,
-        WAVES / 2,
+        late <= settled + SETTLED_SLACK_BYTES,
+        "memory kept growing with churn: the last {} waves' lowest is {} KiB above the \
+         second quarter's highest (after {} MiB)",
+        WAVES / 4,
+        late.saturating_sub(settled) / 1024,
         mib(&after)
     );
     proxy.shutdown(Duration::from_secs(2)).await;
