@@ -4,6 +4,7 @@
 //! the connection comes back to the loop under the miner's own address.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -164,16 +165,26 @@ pub(crate) async fn run(
         );
         // Counted down even if the session were to panic.
         let open = Open(metrics.downstream_connections.clone());
-        // `map`, not an `async` block awaiting the session: such a block
-        // would keep room for the session and for its running future. What
-        // it captures every idle miner holds: pointers, not a `Metrics`.
-        let ended_in = Arc::clone(&shared);
-        tasks.spawn(session.run().map(move |ended| {
-            drop(slot);
-            drop(open);
-            ended_in.metrics.disconnected(ended);
-        }));
+        tasks.spawn(miner_task(session, (slot, open), Arc::clone(&shared)));
     }
+}
+
+/// The task of one miner: its session, then the count of why it ended.
+/// `held` (its per-address slot, its place in the connections gauge) is
+/// let go when the session ends.
+///
+/// `map`, not an `async` block awaiting the session: such a block would
+/// keep room for the session and for its running future. What the closure
+/// captures every idle miner holds: pointers, not a `Metrics`.
+pub(crate) fn miner_task(
+    session: Session,
+    held: impl Send + 'static,
+    shared: Arc<Shared>,
+) -> impl Future<Output = ()> + Send {
+    session.run().map(move |ended| {
+        drop(held);
+        shared.metrics.disconnected(ended);
+    })
 }
 
 /// Reads a connection's PROXY header within `timeout` and hands the

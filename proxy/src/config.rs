@@ -516,7 +516,10 @@ fn difficulty(
             diag.error(
                 path,
                 Some(value.span()),
-                format!("must be finite and > 0, got {x}"),
+                format!(
+                    "must be finite and at least {:e}, got {x}",
+                    f64::MIN_POSITIVE
+                ),
             );
             None
         }

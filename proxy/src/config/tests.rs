@@ -183,4 +183,8 @@ fn difficulties_are_read_as_difficulties_and_a_subnormal_one_is_refused() {
     let problem = &error.errors[0];
     assert_eq!(problem.path, "downstream.min_difficulty");
     assert_eq!(problem.location, Some((2, 18)));
+    assert!(
+        problem.message.contains("at least 2.2250738585072014e-308"),
+        "{problem}"
+    );
 }

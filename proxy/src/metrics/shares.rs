@@ -112,8 +112,14 @@ impl Outcome {
         match self {
             Outcome::AcceptedLocal => 0,
             Outcome::AcceptedByPool => 1,
-            Outcome::Rejected(reject) => 2 + reject.index(),
-            Outcome::RejectedByPool(reject) => BY_POOL + reject as usize,
+            Outcome::Rejected(reject) => {
+                debug_assert!(reject.index() < Reject::ALL.len(), "{reject:?} not in ALL");
+                2 + reject.index()
+            }
+            Outcome::RejectedByPool(reject) => {
+                debug_assert!((reject as usize) < PoolReject::ALL.len(), "{reject:?}");
+                BY_POOL + reject as usize
+            }
             Outcome::PoolTimeout => LAST,
             Outcome::PoolUnavailable => LAST + 1,
         }
