@@ -157,7 +157,8 @@ mod tests {
     fn readiness_needs_a_pool_up_and_no_drain() {
         let metrics = Metrics::new(&["a".to_owned()]);
         assert_eq!(readiness(&metrics), Err("no pool is up"));
-        metrics.pool_up.with_label_values(&["a"]).set(1);
+        let a = metrics.pool_for_test("a");
+        a.up.set(1);
         assert_eq!(readiness(&metrics), Ok(()));
         metrics.draining.set(1);
         assert_eq!(readiness(&metrics), Err("draining"));

@@ -8,10 +8,12 @@
 //! them, through a share value that is settled exactly once
 //! ([`Unsettled`]).
 //!
-//! Label values are closed sets: pool names come from the TOML file, reasons
-//! from [`Outcome`]; nothing a miner sends becomes a
-//! label here, except in the opt-in, capped per-worker series of
-//! [`workers`].
+//! Each pool's families are its owner's: a [`PoolSeries`] made with the
+//! pool, registered by its owner and taken out when it is retired; no code
+//! looks a pool's series up by its name. Label values are closed sets and
+//! render themselves: pool names come from the TOML file, reasons from
+//! [`Outcome`] and [`Disconnect`]; nothing a miner sends becomes a label
+//! here, except in the opt-in, capped per-worker series of [`workers`].
 
 mod disconnect;
 mod pools;
@@ -25,12 +27,10 @@ pub use shares::Tally;
 pub use shares::{Outcome, PoolReject, ShareSeries, Unsettled};
 pub use workers::{OVERFLOW, WorkerMetrics, WorkerSeries};
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use prometheus::proto::MetricType;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The pool label of a share whose job is unknown (or that never named one).
@@ -72,29 +72,6 @@ pub struct Metrics {
     /// The share series of shares refused before their pool was known
     /// (each pool's are its owner's: see [`ShareSeries`]).
     no_pool: ShareSeries,
-    /// Block candidates by pool.
-    pub block_candidates: IntCounterVec,
-    /// Shares meeting the network target that came for a stale job.
-    pub block_candidates_stale: IntCounterVec,
-    /// Blocks sent to a node pool with `submitblock`, by result.
-    pub blocks_submitted: IntCounterVec,
-    /// 1 while the pool has a job and answers.
-    pub pool_up: IntGaugeVec,
-    /// 1 while a pool is kept from miners for refusing nearly every share.
-    pub pool_quarantined: IntGaugeVec,
-    /// Current share difficulty of each pool.
-    pub pool_difficulty: GaugeVec,
-    /// Upstream connection attempts after the first, by pool.
-    pub upstream_reconnects: IntCounterVec,
-    /// Connections to each pool that are up: the first, and extra ones
-    /// while one connection's extranonce space is full.
-    pub upstream_connections: IntGaugeVec,
-    /// Jobs (`mining.notify`) received from each pool.
-    pub upstream_jobs: IntCounterVec,
-    /// Unix time of each pool's latest job.
-    pub upstream_last_job: GaugeVec,
-    /// Time from forwarding a share to the pool's answer.
-    pub upstream_submit_seconds: HistogramVec,
     /// Time to validate one share locally.
     pub share_validation_seconds: Histogram,
     /// Connected miners.
@@ -108,8 +85,6 @@ pub struct Metrics {
     pub downstream_reconnect_requests: IntCounter,
     /// 1 while the proxy drains (SIGUSR1), else 0.
     pub draining: IntGauge,
-    /// Miners moved onto a pool.
-    pub switches: IntCounterVec,
     /// The policy's target share per pool.
     pub policy_target: GaugeVec,
     /// The configured cap per pool.
@@ -154,99 +129,6 @@ impl Metrics {
         let registry = Registry::new();
         let m = Metrics {
             no_pool: ShareSeries::new(NO_POOL),
-            block_candidates_stale: counter_vec(
-                &registry,
-                "hashsplit_block_candidates_stale_total",
-                "Shares meeting the network target that came for a stale job (lost blocks), by pool",
-                &["pool"],
-            ),
-            block_candidates: counter_vec(
-                &registry,
-                "hashsplit_block_candidates_total",
-                "Shares meeting the network target, by pool",
-                &["pool"],
-            ),
-            blocks_submitted: counter_vec(
-                &registry,
-                "hashsplit_blocks_submitted_total",
-                "Blocks a node pool sent to its node with submitblock, by pool and result (accepted, rejected, error)",
-                &["pool", "result"],
-            ),
-            pool_up: register(
-                &registry,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "hashsplit_pool_up",
-                        "1 while the pool has a job and answers",
-                    ),
-                    &["pool"],
-                ),
-            ),
-            pool_quarantined: register(
-                &registry,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "hashsplit_pool_quarantined",
-                        "1 while the pool gets no miners for refusing nearly every share",
-                    ),
-                    &["pool"],
-                ),
-            ),
-            pool_difficulty: register(
-                &registry,
-                GaugeVec::new(
-                    Opts::new(
-                        "hashsplit_pool_difficulty",
-                        "The pool's current share difficulty",
-                    ),
-                    &["pool"],
-                ),
-            ),
-            upstream_reconnects: counter_vec(
-                &registry,
-                "hashsplit_upstream_reconnects_total",
-                "Connection attempts to a pool after the first",
-                &["pool"],
-            ),
-            upstream_connections: register(
-                &registry,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "hashsplit_upstream_connections",
-                        "Connections to the pool that are up: the first, and more while one connection's extranonce space is full",
-                    ),
-                    &["pool"],
-                ),
-            ),
-            upstream_jobs: counter_vec(
-                &registry,
-                "hashsplit_upstream_jobs_total",
-                "Jobs (mining.notify) received from a pool",
-                &["pool"],
-            ),
-            upstream_last_job: register(
-                &registry,
-                GaugeVec::new(
-                    Opts::new(
-                        "hashsplit_upstream_last_job_timestamp_seconds",
-                        "Unix time of the pool's latest job (0: none yet)",
-                    ),
-                    &["pool"],
-                ),
-            ),
-            upstream_submit_seconds: register(
-                &registry,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "hashsplit_upstream_submit_seconds",
-                        "Time from forwarding a share to the pool's answer",
-                    )
-                    .buckets(vec![
-                        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                    ]),
-                    &["pool"],
-                ),
-            ),
             share_validation_seconds: register(
                 &registry,
                 Histogram::with_opts(
@@ -287,12 +169,6 @@ impl Metrics {
                     "hashsplit_draining",
                     "1 while the proxy drains (SIGUSR1): it takes no new miners and moves its own to other instances",
                 ),
-            ),
-            switches: counter_vec(
-                &registry,
-                "hashsplit_pool_switches_total",
-                "Miners moved onto a pool without reconnecting",
-                &["pool"],
             ),
             policy_target: gauge_vec(
                 &registry,
@@ -389,47 +265,56 @@ impl Metrics {
         self
     }
 
-    /// Records a job received from `pool`.
-    pub fn job_received(&self, pool: &str) {
-        self.upstream_jobs.with_label_values(&[pool]).inc();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        self.upstream_last_job.with_label_values(&[pool]).set(now);
-    }
-
-    /// Makes a pool's share series visible (the pool's owner calls it, and
-    /// [`Metrics::remove_shares`] when the pool is retired).
-    pub fn add_shares(&self, series: &ShareSeries) {
-        if let Err(error) = series.register(&self.registry) {
-            // Only a previous owner of the name still holding its series
-            // could cause this, and owners of one name run in turn.
-            tracing::error!(pool = %series.pool(), %error, "the pool's share series cannot be registered");
+    /// Creates `pool`'s policy series, so they show as zeros from the start
+    /// (the policy task writes them).
+    pub fn add_pool(&self, pool: &str) {
+        for vec in [
+            &self.policy_target,
+            &self.policy_cap,
+            &self.policy_delivered,
+        ] {
+            vec.with_label_values(&[pool]);
         }
     }
 
-    /// Takes a retired pool's share series out of the exposition.
-    pub fn remove_shares(&self, series: &ShareSeries) {
+    /// Removes `pool`'s policy series.
+    pub fn remove_pool(&self, pool: &str) {
+        for vec in [
+            &self.policy_target,
+            &self.policy_cap,
+            &self.policy_delivered,
+        ] {
+            // A series never touched is not there to remove.
+            let _ = vec.remove_label_values(&[pool]);
+        }
+    }
+
+    /// Makes a pool's series visible (the pool's owner calls it, and
+    /// [`Metrics::remove_pool_series`] when the pool is retired).
+    pub fn add_pool_series(&self, series: &PoolSeries) {
+        if let Err(error) = series.register(&self.registry) {
+            // Only a previous owner of the name still holding its series
+            // could cause this, and owners of one name run in turn.
+            tracing::error!(pool = %series.pool(), %error, "the pool's series cannot be registered");
+        }
+    }
+
+    /// Takes a retired pool's series out of the exposition.
+    pub fn remove_pool_series(&self, series: &PoolSeries) {
         series.unregister(&self.registry);
+    }
+
+    /// Creates and registers `pool`'s series, as its owner does.
+    #[cfg(test)]
+    pub fn pool_for_test(&self, pool: &str) -> PoolSeries {
+        let series = PoolSeries::new(pool);
+        self.add_pool_series(&series);
+        series
     }
 
     /// Returns the share series of shares that belong to no pool.
     pub fn no_pool_shares(&self) -> &ShareSeries {
         &self.no_pool
-    }
-
-    /// Counts a block sent to `pool`'s node.
-    pub fn block_submitted(&self, pool: &str, result: BlockResult) {
-        self.blocks_submitted
-            .with_label_values(&[pool, result.as_str()])
-            .inc();
-    }
-
-    /// Records the answer time of a forwarded share.
-    pub fn observe_submit(&self, pool: &str, elapsed: Duration) {
-        self.upstream_submit_seconds
-            .with_label_values(&[pool])
-            .observe(elapsed.as_secs_f64());
     }
 
     /// Returns the registry (for the exporter and for tests).
@@ -457,10 +342,11 @@ impl Metrics {
     ///
     /// # Panics
     /// If no metric has this name, so a misspelt name cannot pass for a
-    /// zero (every series but the per-worker ones exists from the start).
+    /// zero (every family exists from the start, but the per-worker ones
+    /// and those of pools, which exist while a pool does).
     pub fn sum(&self, metric: &str, labels: &[(&str, &str)]) -> f64 {
         let mut total = 0.0;
-        let mut found = metric.starts_with("hashsplit_worker_");
+        let mut found = metric.starts_with("hashsplit_worker_") || PoolSeries::has_family(metric);
         for family in self.registry.gather() {
             if family.name() != metric {
                 continue;
@@ -513,11 +399,14 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str) -> GaugeVec {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
     use super::*;
 
     #[test]
     fn every_series_exists_before_anything_happens() {
         let m = Metrics::new(&["a".into(), "b".into()]);
+        let _pools = (m.pool_for_test("a"), m.pool_for_test("b"));
         let text = m.encode();
         assert!(
             text.contains(
@@ -548,11 +437,12 @@ mod tests {
     #[test]
     fn a_job_stamps_the_pool_with_the_time() {
         let m = Metrics::new(&["a".into()]);
+        let a = m.pool_for_test("a");
         let before = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs_f64();
-        m.job_received("a");
+        a.job_received();
         let stamp = m.sum(
             "hashsplit_upstream_last_job_timestamp_seconds",
             &[("pool", "a")],

@@ -50,7 +50,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::extranonce::Space;
 use crate::jobs::{JobIds, Layouts, PoolExtranonce2, PoolState};
-use crate::metrics::{Metrics, Outcome, ShareSeries, Unsettled};
+use crate::metrics::{Metrics, Outcome, PoolSeries, ShareSeries, Unsettled};
 use crate::policy_task::PolicyInbox;
 
 /// How long a forwarded share may wait for the pool's answer: pools
@@ -165,8 +165,9 @@ struct Shared {
     desired: watch::Sender<Desired>,
     /// Cancelled once the owner has ended.
     finished: CancellationToken,
-    /// The pool's share counters (registered by its owner).
-    shares_series: ShareSeries,
+    /// The pool's series, its share counters among them (registered by
+    /// its owner).
+    series: PoolSeries,
 }
 
 /// One connection's published state and share queues, as handles see them.
@@ -191,7 +192,13 @@ impl PoolHandle {
     /// Returns the pool's share counters: a share of this pool is
     /// submitted (and settled) through them.
     pub fn shares(&self) -> &ShareSeries {
-        &self.shared.shares_series
+        &self.shared.series.shares
+    }
+
+    /// Returns the pool's series, for what a session counts of it
+    /// (switches, block candidates).
+    pub fn series(&self) -> &PoolSeries {
+        &self.shared.series
     }
 
     /// Returns the handle for miners of `space`: the pool's connection
@@ -357,11 +364,11 @@ pub fn spawn(
         retired: false,
     });
     let finished = CancellationToken::new();
-    let series = ShareSeries::new(&name);
+    let series = PoolSeries::new(&name);
     if replaces.is_none() {
         // Visible at once; a pool back in the config registers its own
         // once the previous owner has taken its series out.
-        context.metrics.add_shares(&series);
+        context.metrics.add_pool_series(&series);
     }
     let owner = owner::Owner::new(
         owner::Parts {
@@ -390,7 +397,7 @@ pub fn spawn(
             connections: queues.into_boxed_slice(),
             desired: desired_tx,
             finished,
-            shares_series: series,
+            series,
         }),
     }
 }
@@ -429,7 +436,7 @@ mod tests {
                 })
                 .0,
                 finished: CancellationToken::new(),
-                shares_series: ShareSeries::new("p"),
+                series: PoolSeries::new("p"),
             }),
         };
         (handle, rx)

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use hashsplit::metrics::Metrics;
+use hashsplit::metrics::{Metrics, PoolSeries};
 use hashsplit::network::metrics::NetworkMetrics;
 use serde_json::Value;
 
@@ -108,6 +108,9 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 /// series included.
 fn exported() -> HashSet<String> {
     let metrics = Metrics::new(&["a".into()]).with_per_worker(1);
+    // A pool's families exist while the pool does: its owner registers them.
+    let pool = PoolSeries::new("a");
+    metrics.add_pool_series(&pool);
     let _worker = metrics.workers.join("rig");
     metrics.workers.credit("rig", 1.0, SystemTime::now());
     // Registered only with a [network] section.

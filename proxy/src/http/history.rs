@@ -547,12 +547,13 @@ mod tests {
     async fn blocks_a_node_submitted_become_events_by_its_answer() {
         let sources = sources();
         let metrics = sources.metrics.clone();
+        let b = metrics.pool_for_test("b");
         let mut keeper = Keeper::new(sources, SAMPLE_EVERY);
         keeper.poll();
-        metrics.block_submitted("b", crate::metrics::BlockResult::Accepted);
+        b.block_submitted(crate::metrics::BlockResult::Accepted);
         keeper.poll();
-        metrics.block_submitted("b", crate::metrics::BlockResult::Rejected);
-        metrics.block_submitted("b", crate::metrics::BlockResult::Error);
+        b.block_submitted(crate::metrics::BlockResult::Rejected);
+        b.block_submitted(crate::metrics::BlockResult::Error);
         keeper.poll();
         keeper.poll();
         assert_eq!(kinds(&keeper), ["block-accepted", "block-refused"]);
@@ -569,12 +570,11 @@ mod tests {
         let states: Vec<_> = keeper.snapshot.pools.iter().map(|p| p.state).collect();
         assert_eq!(states, ["down", "down", "disabled"]);
 
-        metrics.pool_up.with_label_values(&["a"]).set(1);
-        metrics.block_candidates.with_label_values(&["a"]).inc();
-        for (pool, credited) in [("a", 3.0), ("b", 1.0)] {
-            let series = crate::metrics::ShareSeries::new(pool);
-            metrics.add_shares(&series);
-            series
+        let pools = [metrics.pool_for_test("a"), metrics.pool_for_test("b")];
+        pools[0].up.set(1);
+        pools[0].block_candidates.inc();
+        for (pool, credited) in pools.iter().zip([3.0, 1.0]) {
+            pool.shares
                 .submit(credited)
                 .settle(crate::metrics::Outcome::AcceptedLocal);
         }
@@ -584,8 +584,8 @@ mod tests {
         assert_eq!((a.state, a.block_candidates, a.run_share), ("up", 1, 0.75));
         assert_eq!(keeper.snapshot.pools[1].run_share, 0.25);
 
-        metrics.pool_up.with_label_values(&["a"]).set(0);
-        metrics.pool_quarantined.with_label_values(&["a"]).set(1);
+        pools[0].up.set(0);
+        pools[0].quarantined.set(1);
         keeper.poll();
         assert_eq!(kinds(&keeper).last(), Some(&"pool-down"));
         assert_eq!(keeper.snapshot.pools[0].state, "quarantined");

@@ -12,7 +12,8 @@ use super::*;
 
 struct Server {
     addr: SocketAddr,
-    metrics: Metrics,
+    /// The series of pools alpha and beta.
+    pools: [crate::metrics::PoolSeries; 2],
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -21,12 +22,16 @@ async fn start() -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let metrics = Metrics::new(&["alpha".into(), "beta".into()]);
+    let pools = [
+        metrics.pool_for_test("alpha"),
+        metrics.pool_for_test("beta"),
+    ];
     let shutdown = CancellationToken::new();
     let site = Arc::new(Site::new(metrics.clone()));
     let task = tokio::spawn(serve(listener, site, shutdown.clone()));
     Server {
         addr,
-        metrics,
+        pools,
         shutdown,
         task,
     }
@@ -58,7 +63,7 @@ fn body(answer: &str) -> &str {
 #[tokio::test]
 async fn metrics_serves_the_text_exposition() {
     let server = start().await;
-    server.metrics.pool_up.with_label_values(&["alpha"]).set(1);
+    server.pools[0].up.set(1);
     let answer = get(server.addr, "/metrics").await;
     assert_eq!(status(&answer), "HTTP/1.1 200 OK");
     let lower = answer.to_ascii_lowercase();
@@ -90,7 +95,7 @@ async fn readyz_is_503_until_a_pool_is_up() {
     let server = start().await;
     let answer = get(server.addr, "/readyz").await;
     assert_eq!(status(&answer), "HTTP/1.1 503 Service Unavailable");
-    server.metrics.pool_up.with_label_values(&["beta"]).set(1);
+    server.pools[1].up.set(1);
     let answer = get(server.addr, "/readyz").await;
     assert_eq!(status(&answer), "HTTP/1.1 200 OK");
 }

@@ -1,78 +1,259 @@
-//! Each pool's series: created when the pool is configured (so dashboards
-//! see zeros, not gaps) and removed when a reload takes the pool out (so
-//! no alert watches a pool that is gone).
+//! Each pool's series, and only its owner's: [`PoolSeries`] is one
+//! collector per pool (every family with a constant `pool` label), made
+//! with the pool, registered by its owner and taken out when the pool is
+//! retired. So no code labels a pool's series by name, a share or job
+//! counted late by a retired pool cannot bring its series back, and the
+//! next owner of the name starts with fresh ones.
+//!
+//! A new per-pool metric is a field here, a line in [`PoolSeries::new`]
+//! and one in [`PoolSeries::parts`].
 
-use prometheus::core::{MetricVec, MetricVecBuilder};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::Metrics;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
-#[derive(Clone, Copy)]
-enum Touch {
-    Create,
-    Remove,
-}
+use super::{BlockResult, ShareSeries};
 
-impl Touch {
-    fn apply<T: MetricVecBuilder>(self, vec: &MetricVec<T>, labels: &[&str]) {
-        match self {
-            Touch::Create => {
-                vec.with_label_values(labels);
-            }
-            Touch::Remove => {
-                // A series never touched is not there to remove.
-                let _ = vec.remove_label_values(labels);
-            }
-        }
-    }
-}
-
-impl Metrics {
-    /// Creates every series of `pool`.
-    pub fn add_pool(&self, pool: &str) {
-        self.each_pool_series(pool, Touch::Create);
-    }
-
-    /// Removes every series of `pool`.
-    pub fn remove_pool(&self, pool: &str) {
-        self.each_pool_series(pool, Touch::Remove);
-    }
-
-    fn each_pool_series(&self, pool: &str, touch: Touch) {
-        touch.apply(&self.block_candidates, &[pool]);
-        touch.apply(&self.block_candidates_stale, &[pool]);
-        for result in super::BlockResult::ALL {
-            touch.apply(&self.blocks_submitted, &[pool, result.as_str()]);
-        }
-        touch.apply(&self.pool_up, &[pool]);
-        touch.apply(&self.pool_quarantined, &[pool]);
-        touch.apply(&self.pool_difficulty, &[pool]);
-        touch.apply(&self.upstream_reconnects, &[pool]);
-        touch.apply(&self.upstream_connections, &[pool]);
-        touch.apply(&self.upstream_jobs, &[pool]);
-        touch.apply(&self.upstream_last_job, &[pool]);
-        touch.apply(&self.upstream_submit_seconds, &[pool]);
-        touch.apply(&self.switches, &[pool]);
-        touch.apply(&self.policy_target, &[pool]);
-        touch.apply(&self.policy_cap, &[pool]);
-        touch.apply(&self.policy_delivered, &[pool]);
-    }
-}
-
-/// The series of one pool that every forwarded share touches, looked up
-/// once rather than by label on each share (its share counters are its
-/// [`super::ShareSeries`]).
+/// The series of one pool. Cloning is a reference count.
 #[derive(Debug, Clone)]
-pub struct PoolSeries {
-    /// `hashsplit_upstream_submit_seconds{pool}`.
-    pub submit_seconds: prometheus::Histogram,
+pub struct PoolSeries(Arc<Series>);
+
+/// The series themselves, for the pool's code to count in.
+#[derive(Debug)]
+pub struct Series {
+    /// Every share of the pool is submitted and settled through these.
+    pub shares: ShareSeries,
+    /// `hashsplit_pool_up`: 1 while the pool has a job and answers.
+    pub up: IntGauge,
+    /// `hashsplit_pool_quarantined`.
+    pub quarantined: IntGauge,
+    /// `hashsplit_pool_difficulty`: the pool's current share difficulty.
+    pub difficulty: Gauge,
+    /// `hashsplit_upstream_reconnects_total`.
+    pub reconnects: IntCounter,
+    /// `hashsplit_upstream_connections`.
+    pub connections: IntGauge,
+    jobs: IntCounter,
+    last_job: Gauge,
+    /// `hashsplit_upstream_submit_seconds`.
+    pub submit_seconds: Histogram,
+    /// `hashsplit_block_candidates_total`.
+    pub block_candidates: IntCounter,
+    /// `hashsplit_block_candidates_stale_total`.
+    pub block_candidates_stale: IntCounter,
+    blocks_submitted: IntCounterVec,
+    /// `blocks_submitted` by [`BlockResult::ALL`].
+    blocks_by_result: Vec<IntCounter>,
+    /// `hashsplit_pool_switches_total`: miners moved onto the pool.
+    pub switches: IntCounter,
 }
 
-impl Metrics {
-    /// Returns `pool`'s share-path series. Take them after
-    /// [`Metrics::add_pool`]: a later [`Metrics::remove_pool`] detaches them.
-    pub fn pool_series(&self, pool: &str) -> PoolSeries {
-        PoolSeries {
-            submit_seconds: self.upstream_submit_seconds.with_label_values(&[pool]),
-        }
+impl PoolSeries {
+    /// Creates the (unregistered) series of `pool`, every one at zero.
+    pub fn new(pool: &str) -> Self {
+        let opts = |name: &str, help: &str| Opts::new(name, help).const_label("pool", pool);
+        let valid = "a valid definition";
+        let counter = |name, help| IntCounter::with_opts(opts(name, help)).expect(valid);
+        let int_gauge = |name, help| IntGauge::with_opts(opts(name, help)).expect(valid);
+        let gauge = |name, help| Gauge::with_opts(opts(name, help)).expect(valid);
+        let blocks_submitted = IntCounterVec::new(
+            opts(
+                "hashsplit_blocks_submitted_total",
+                "Blocks a node pool sent to its node with submitblock, by pool and result (accepted, rejected, error)",
+            ),
+            &["result"],
+        )
+        .expect(valid);
+        let blocks_by_result = BlockResult::ALL
+            .iter()
+            .map(|result| blocks_submitted.with_label_values(&[result.as_str()]))
+            .collect();
+        PoolSeries(Arc::new(Series {
+            shares: ShareSeries::new(pool),
+            up: int_gauge(
+                "hashsplit_pool_up",
+                "1 while the pool has a job and answers",
+            ),
+            quarantined: int_gauge(
+                "hashsplit_pool_quarantined",
+                "1 while the pool gets no miners for refusing nearly every share",
+            ),
+            difficulty: gauge(
+                "hashsplit_pool_difficulty",
+                "The pool's current share difficulty",
+            ),
+            reconnects: counter(
+                "hashsplit_upstream_reconnects_total",
+                "Connection attempts to a pool after the first",
+            ),
+            connections: int_gauge(
+                "hashsplit_upstream_connections",
+                "Connections to the pool that are up: the first, and more while one connection's extranonce space is full",
+            ),
+            jobs: counter(
+                "hashsplit_upstream_jobs_total",
+                "Jobs (mining.notify) received from a pool",
+            ),
+            last_job: gauge(
+                "hashsplit_upstream_last_job_timestamp_seconds",
+                "Unix time of the pool's latest job (0: none yet)",
+            ),
+            submit_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "hashsplit_upstream_submit_seconds",
+                    "Time from forwarding a share to the pool's answer",
+                )
+                .const_label("pool", pool)
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+            )
+            .expect(valid),
+            block_candidates: counter(
+                "hashsplit_block_candidates_total",
+                "Shares meeting the network target, by pool",
+            ),
+            block_candidates_stale: counter(
+                "hashsplit_block_candidates_stale_total",
+                "Shares meeting the network target that came for a stale job (lost blocks), by pool",
+            ),
+            blocks_submitted,
+            blocks_by_result,
+            switches: counter(
+                "hashsplit_pool_switches_total",
+                "Miners moved onto a pool without reconnecting",
+            ),
+        }))
+    }
+
+    /// Returns the pool label.
+    pub fn pool(&self) -> &str {
+        self.0.shares.pool()
+    }
+
+    /// Makes the series visible in `registry`; fails if another collector
+    /// has them (the previous owner of the pool name has not let go).
+    pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.clone()))
+    }
+
+    /// Takes the series out of `registry`.
+    pub fn unregister(&self, registry: &Registry) {
+        // Series never registered are not there to remove.
+        let _ = registry.unregister(Box::new(self.clone()));
+    }
+
+    /// Records a job received from the pool, and when.
+    pub fn job_received(&self) {
+        self.0.jobs.inc();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.0.last_job.set(now);
+    }
+
+    /// Counts a block sent to the pool's node.
+    pub fn block_submitted(&self, result: BlockResult) {
+        let index = BlockResult::ALL
+            .iter()
+            .position(|r| *r == result)
+            .expect("every result is in ALL");
+        self.0.blocks_by_result[index].inc();
+    }
+
+    /// Records how long the pool took to answer a forwarded share.
+    pub fn observe_submit(&self, elapsed: Duration) {
+        self.0.submit_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// Returns whether `name` is one of a pool's families.
+    pub fn has_family(name: &str) -> bool {
+        static NAMES: LazyLock<Vec<String>> = LazyLock::new(|| {
+            PoolSeries::new("")
+                .desc()
+                .iter()
+                .map(|desc| desc.fq_name.clone())
+                .collect()
+        });
+        NAMES.iter().any(|known| known == name)
+    }
+
+    /// Every collector of the pool, for the registry.
+    fn parts(&self) -> [&dyn Collector; 13] {
+        let s = &*self.0;
+        [
+            &s.shares,
+            &s.up,
+            &s.quarantined,
+            &s.difficulty,
+            &s.reconnects,
+            &s.connections,
+            &s.jobs,
+            &s.last_job,
+            &s.submit_seconds,
+            &s.block_candidates,
+            &s.block_candidates_stale,
+            &s.blocks_submitted,
+            &s.switches,
+        ]
+    }
+}
+
+impl std::ops::Deref for PoolSeries {
+    type Target = Series;
+
+    fn deref(&self) -> &Series {
+        &self.0
+    }
+}
+
+impl Collector for PoolSeries {
+    fn desc(&self) -> Vec<&Desc> {
+        self.parts().into_iter().flat_map(Collector::desc).collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.parts()
+            .into_iter()
+            .flat_map(Collector::collect)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    #[test]
+    fn a_pool_s_series_come_and_go_with_it() {
+        let metrics = Metrics::new(&[]);
+        assert_eq!(metrics.sum("hashsplit_pool_up", &[]), 0.0, "no pool yet");
+        let a = metrics.pool_for_test("a");
+        a.up.set(1);
+        a.block_submitted(BlockResult::Rejected);
+        let text = metrics.encode();
+        assert!(text.contains(r#"hashsplit_pool_up{pool="a"} 1"#));
+        assert!(text.contains(r#"hashsplit_blocks_submitted_total{pool="a",result="rejected"} 1"#));
+        assert!(text.contains(r#"hashsplit_blocks_submitted_total{pool="a",result="accepted"} 0"#));
+        assert!(text.contains(r#"hashsplit_shares_submitted_total{pool="a"} 0"#));
+        // The next owner of the name cannot register while this one has it.
+        assert!(PoolSeries::new("a").register(metrics.registry()).is_err());
+        metrics.remove_pool_series(&a);
+        a.up.set(1);
+        assert!(!metrics.encode().contains(r#"pool="a""#));
+        assert!(PoolSeries::new("a").register(metrics.registry()).is_ok());
+    }
+
+    #[test]
+    fn pool_families_are_known_and_others_are_not() {
+        assert!(PoolSeries::has_family("hashsplit_pool_up"));
+        assert!(PoolSeries::has_family("hashsplit_shares_total"));
+        assert!(!PoolSeries::has_family("hashsplit_pool_upp"));
     }
 }

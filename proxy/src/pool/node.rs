@@ -260,7 +260,7 @@ impl Link {
         if new_tip {
             info!(pool = %up.name, height, "new tip: new work for every miner on the node");
         }
-        up.metrics.job_received(&up.name);
+        up.series.job_received();
         let mask = up.version_mask;
         up.publish(|state| {
             state.epoch = epoch;
@@ -284,10 +284,7 @@ impl Link {
         // miner's bits, as the backend rebuilds it.
         notify.version &= !up.version_mask;
         let difficulty = network_difficulty(notify.nbits);
-        up.metrics
-            .pool_difficulty
-            .with_label_values(&[&up.name])
-            .set(difficulty.as_f64());
+        up.series.difficulty.set(difficulty.as_f64());
         let jobs: Vec<Arc<PoolJob>> = up
             .layouts
             .all()

@@ -26,7 +26,7 @@ use super::sv1::Refusals;
 use super::{Context, Desired, Forward, RETIRE_GRACE};
 use crate::extranonce::Space;
 use crate::jobs::{JobIds, Layouts, PoolState};
-use crate::metrics::{Metrics, Outcome, PoolSeries, ShareSeries};
+use crate::metrics::{Metrics, Outcome, PoolSeries};
 use crate::policy_task::PolicyInbox;
 
 /// Longest backoff between connection attempts.
@@ -47,9 +47,9 @@ pub(super) struct Parts {
     /// One per space, the first first.
     pub connections: Vec<ConnectionParts>,
     pub desired: watch::Receiver<Desired>,
-    /// The pool's share counters, registered already unless the pool had
-    /// a previous owner.
-    pub series: ShareSeries,
+    /// The pool's series, registered already unless the pool had a
+    /// previous owner.
+    pub series: PoolSeries,
 }
 
 /// The owner's side of one connection's state and queues.
@@ -77,8 +77,8 @@ pub(super) struct Owner {
     /// Which spaces hold miners.
     occupied: watch::Receiver<Vec<bool>>,
     shutdown: CancellationToken,
-    /// The pool's share counters, which every share of it settles into.
-    shares_series: ShareSeries,
+    /// The pool's series, its share counters among them.
+    series: PoolSeries,
 }
 
 /// One connection of a pool, the one for miners of its [`Space`]: what a
@@ -91,7 +91,6 @@ pub(super) struct Pool {
     pub entry: PoolConfig,
     pub layouts: Arc<Layouts>,
     pub version_mask: u32,
-    pub metrics: Metrics,
     pub ids: Arc<JobIds>,
     /// Every connection's published state, by space.
     states: Arc<[watch::Sender<PoolState>]>,
@@ -107,9 +106,8 @@ pub(super) struct Pool {
     /// The pool's latest answers and quarantine, across connections (never
     /// held across an await).
     refusals: Arc<Mutex<Refusals>>,
-    /// The series each forwarded share touches, once the pool's series
-    /// exist (after its predecessor removed its own).
-    series: Option<PoolSeries>,
+    /// The pool's series (registered by the owner).
+    pub series: PoolSeries,
 }
 
 impl Owner {
@@ -132,7 +130,6 @@ impl Owner {
                 entry: parts.entry.clone(),
                 layouts: Arc::clone(&context.layouts),
                 version_mask: context.version_mask,
-                metrics: context.metrics.clone(),
                 ids: Arc::clone(&context.ids),
                 states: Arc::clone(&states),
                 shares,
@@ -142,7 +139,7 @@ impl Owner {
                 shutdown: shutdown.clone(),
                 retire_at: None,
                 refusals: Arc::clone(&refusals),
-                series: None,
+                series: parts.series.clone(),
             });
         let first = connections.next().expect("a pool has a first connection");
         let idle: Vec<Option<Pool>> = std::iter::once(None).chain(connections.map(Some)).collect();
@@ -157,7 +154,7 @@ impl Owner {
             empty_since: vec![None; spaces],
             occupied: context.spaces.clone(),
             shutdown,
-            shares_series: parts.series,
+            series: parts.series,
         }
     }
 
@@ -172,7 +169,7 @@ impl Owner {
                     () = before.cancelled() => true,
                 };
                 if ready {
-                    self.metrics.add_shares(&self.shares_series);
+                    self.metrics.add_pool_series(&self.series);
                 }
                 ready
             }
@@ -182,10 +179,6 @@ impl Owner {
             // Its series exist from the start (again, for a pool back in
             // the config whose series went with its previous owner).
             self.metrics.add_pool(&self.name);
-            let series = self.metrics.pool_series(&self.name);
-            for pool in std::iter::once(&mut self.first).chain(self.idle.iter_mut().flatten()) {
-                pool.series = Some(series.clone());
-            }
             self.supervise().await;
         }
         // The first connection has stopped: the extra ones stop with it.
@@ -219,7 +212,7 @@ impl Owner {
         }
         if retired && ready {
             self.metrics.remove_pool(&self.name);
-            self.metrics.remove_shares(&self.shares_series);
+            self.metrics.remove_pool_series(&self.series);
         }
         info!(pool = %self.name, "upstream stopped");
     }
@@ -302,10 +295,7 @@ impl Pool {
                     if !self.idle_for(delay).await {
                         break;
                     }
-                    self.metrics
-                        .upstream_reconnects
-                        .with_label_values(&[&self.name])
-                        .inc();
+                    self.series.reconnects.inc();
                 }
             }
         }
@@ -336,10 +326,7 @@ impl Pool {
 
     /// Records how long the pool took to answer a share.
     pub(super) fn observe_submit(&self, elapsed: Duration) {
-        match &self.series {
-            Some(series) => series.submit_seconds.observe(elapsed.as_secs_f64()),
-            None => self.metrics.observe_submit(&self.name, elapsed),
-        }
+        self.series.observe_submit(elapsed);
     }
 
     /// Returns what this connection publishes now.
@@ -379,20 +366,13 @@ impl Pool {
         let Some(up) = went else {
             return;
         };
-        let connections = self
-            .metrics
-            .upstream_connections
-            .with_label_values(&[&self.name]);
         if up {
-            connections.inc();
+            self.series.connections.inc();
         } else {
-            connections.dec();
+            self.series.connections.dec();
         }
         if space == Space::FIRST {
-            self.metrics
-                .pool_up
-                .with_label_values(&[&self.name])
-                .set(i64::from(up));
+            self.series.up.set(i64::from(up));
             self.policy.pool_health(self.id, up);
         }
     }
@@ -401,7 +381,7 @@ impl Pool {
     /// connection is sent the same work.
     pub(super) fn count_job(&self) {
         if self.space == Space::FIRST {
-            self.metrics.job_received(&self.name);
+            self.series.job_received();
         }
     }
 

@@ -96,12 +96,9 @@ impl Session {
     async fn switch_to(&mut self, pool: PoolId) -> Result<(), Disconnect> {
         let previous = self.current.replace(pool);
         if previous.is_some() {
-            let name = self.pools[pool.index()].name();
-            self.shared
-                .metrics
-                .switches
-                .with_label_values(&[name])
-                .inc();
+            let handle = &self.pools[pool.index()];
+            handle.series().switches.inc();
+            let name = handle.name();
             debug!(miner = %self.miner, from = ?previous, to = %name, "switching pool");
         }
         self.sent_job = None;

@@ -219,11 +219,9 @@ impl Session {
                 .block_hash(job_id, extranonce1, self.version_mask, submission)
         {
             let name = self.pool_label(Some(pool));
-            self.shared
-                .metrics
-                .block_candidates_stale
-                .with_label_values(&[name])
-                .inc();
+            if let Some(handle) = self.pools.get(pool.index()) {
+                handle.series().block_candidates_stale.inc();
+            }
             warn!(
                 pool = %name,
                 miner = %self.miner,
@@ -252,7 +250,6 @@ impl Session {
         let series = self.shares_of(Some(found.job.pool)).clone();
         let share = series.submit(credited);
         let pool_name = series.pool();
-        let metrics = &self.shared.metrics;
         if verdict.meets_miner {
             self.shared.policy.work(Observation::Work {
                 miner: self.miner,
@@ -262,10 +259,9 @@ impl Session {
             self.vardiff.record_share();
         }
         if verdict.meets_network {
-            metrics
-                .block_candidates
-                .with_label_values(&[pool_name])
-                .inc();
+            if let Some(handle) = self.pools.get(found.job.pool.index()) {
+                handle.series().block_candidates.inc();
+            }
             warn!(
                 pool = %pool_name,
                 miner = %self.miner,

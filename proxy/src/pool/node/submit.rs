@@ -54,10 +54,7 @@ impl Link {
             // Built on a block that is no longer the tip (often one of
             // ours, accepted a moment ago): it cannot be a block any more.
             if meets_network {
-                up.metrics
-                    .block_candidates_stale
-                    .with_label_values(&[&up.name])
-                    .inc();
+                up.series.block_candidates_stale.inc();
                 warn!(pool = %up.name, %hash, "a block for a template whose tip has moved on: stale, not submitted");
             }
             share
@@ -105,7 +102,7 @@ impl Link {
                 (BlockResult::Error, Outcome::PoolUnavailable)
             }
         };
-        up.metrics.block_submitted(&up.name, result);
+        up.series.block_submitted(result);
         share.settlement.settle(outcome);
         if result == BlockResult::Accepted {
             // Our own block is the new tip: work on it at once rather than

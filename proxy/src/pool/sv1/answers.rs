@@ -120,10 +120,7 @@ impl Link {
             ServerMethod::SetDifficulty(difficulty) => {
                 self.difficulty = difficulty;
                 self.difficulty_known = true;
-                up.metrics
-                    .pool_difficulty
-                    .with_label_values(&[&up.name])
-                    .set(difficulty.as_f64());
+                up.series.difficulty.set(difficulty.as_f64());
                 // Pools apply a new difficulty at once, often without a new
                 // job: the current job is offered again at the new one, so
                 // miners' vardiff ceiling and the forwarding target follow.

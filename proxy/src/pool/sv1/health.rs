@@ -109,10 +109,7 @@ impl Link {
             "the pool refuses nearly every share: it gets no miners for a while"
         );
         up.quarantine();
-        up.metrics
-            .pool_quarantined
-            .with_label_values(&[&up.name])
-            .set(1);
+        up.series.quarantined.set(1);
     }
 
     /// Marks the pool up once it is authorized, has a job, and said its
@@ -126,10 +123,7 @@ impl Link {
         if up.refusals().quarantined(Instant::now(), &up.name) {
             return;
         }
-        up.metrics
-            .pool_quarantined
-            .with_label_values(&[&up.name])
-            .set(0);
+        up.series.quarantined.set(0);
         if self.authorized && has_job && difficulty_settled {
             self.set_up(up);
         }
