@@ -6,13 +6,12 @@
 //! next owner of the name starts with fresh ones.
 //!
 //! A new per-pool metric is a field here, a line in [`PoolSeries::new`]
-//! and one in [`PoolSeries::parts`].
+//! and one in `PoolSeries::parts`.
 
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
+use prometheus::core::Collector;
 use prometheus::{
     Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
@@ -136,16 +135,32 @@ impl PoolSeries {
         self.0.shares.pool()
     }
 
-    /// Makes the series visible in `registry`; fails if another collector
-    /// has them (the previous owner of the pool name has not let go).
+    /// Makes the series visible in `registry`; fails if another owner of
+    /// the pool name still has them (and then registers none).
+    ///
+    /// Each family is registered as a collector of its own: the registry
+    /// tells collectors apart by the sum of their descriptors' hashes, and
+    /// for names a bit apart (`pool0`, `pool2`) such sums over one pool's
+    /// families collide; one family's hash does not.
     pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
-        registry.register(Box::new(self.clone()))
+        let parts = self.parts();
+        for (done, part) in parts.iter().enumerate() {
+            if let Err(error) = registry.register(part.boxed()) {
+                for registered in &parts[..done] {
+                    let _ = registry.unregister(registered.boxed());
+                }
+                return Err(error);
+            }
+        }
+        Ok(())
     }
 
     /// Takes the series out of `registry`.
     pub fn unregister(&self, registry: &Registry) {
-        // Series never registered are not there to remove.
-        let _ = registry.unregister(Box::new(self.clone()));
+        for part in self.parts() {
+            // Series never registered are not there to remove.
+            let _ = registry.unregister(part.boxed());
+        }
     }
 
     /// Records a job received from the pool, and when.
@@ -175,32 +190,66 @@ impl PoolSeries {
     pub fn has_family(name: &str) -> bool {
         static NAMES: LazyLock<Vec<String>> = LazyLock::new(|| {
             PoolSeries::new("")
-                .desc()
+                .parts()
                 .iter()
-                .map(|desc| desc.fq_name.clone())
+                .flat_map(|part| {
+                    part.boxed()
+                        .desc()
+                        .iter()
+                        .map(|desc| desc.fq_name.clone())
+                        .collect::<Vec<_>>()
+                })
                 .collect()
         });
         NAMES.iter().any(|known| known == name)
     }
 
     /// Every collector of the pool, for the registry.
-    fn parts(&self) -> [&dyn Collector; 13] {
+    fn parts(&self) -> [Part<'_>; 16] {
         let s = &*self.0;
+        let (submitted, in_flight, settled, credited) = s.shares.families();
         [
-            &s.shares,
-            &s.up,
-            &s.quarantined,
-            &s.difficulty,
-            &s.reconnects,
-            &s.connections,
-            &s.jobs,
-            &s.last_job,
-            &s.submit_seconds,
-            &s.block_candidates,
-            &s.block_candidates_stale,
-            &s.blocks_submitted,
-            &s.switches,
+            Part::IntCounter(submitted),
+            Part::IntGauge(in_flight),
+            Part::IntCounterVec(settled),
+            Part::CounterVec(credited),
+            Part::IntGauge(&s.up),
+            Part::IntGauge(&s.quarantined),
+            Part::Gauge(&s.difficulty),
+            Part::IntCounter(&s.reconnects),
+            Part::IntGauge(&s.connections),
+            Part::IntCounter(&s.jobs),
+            Part::Gauge(&s.last_job),
+            Part::Histogram(&s.submit_seconds),
+            Part::IntCounter(&s.block_candidates),
+            Part::IntCounter(&s.block_candidates_stale),
+            Part::IntCounterVec(&s.blocks_submitted),
+            Part::IntCounter(&s.switches),
         ]
+    }
+}
+
+/// One family of a pool, as the registry takes it.
+enum Part<'a> {
+    IntCounter(&'a IntCounter),
+    IntGauge(&'a IntGauge),
+    Gauge(&'a Gauge),
+    Histogram(&'a Histogram),
+    IntCounterVec(&'a IntCounterVec),
+    CounterVec(&'a prometheus::CounterVec),
+}
+
+impl Part<'_> {
+    /// Returns a handle on the same family, for the registry.
+    fn boxed(&self) -> Box<dyn Collector> {
+        match self {
+            Part::IntCounter(c) => Box::new((*c).clone()),
+            Part::IntGauge(g) => Box::new((*g).clone()),
+            Part::Gauge(g) => Box::new((*g).clone()),
+            Part::Histogram(h) => Box::new((*h).clone()),
+            Part::IntCounterVec(v) => Box::new((*v).clone()),
+            Part::CounterVec(v) => Box::new((*v).clone()),
+        }
     }
 }
 
@@ -209,19 +258,6 @@ impl std::ops::Deref for PoolSeries {
 
     fn deref(&self) -> &Series {
         &self.0
-    }
-}
-
-impl Collector for PoolSeries {
-    fn desc(&self) -> Vec<&Desc> {
-        self.parts().into_iter().flat_map(Collector::desc).collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        self.parts()
-            .into_iter()
-            .flat_map(Collector::collect)
-            .collect()
     }
 }
 
@@ -255,5 +291,24 @@ mod tests {
         assert!(PoolSeries::has_family("hashsplit_pool_up"));
         assert!(PoolSeries::has_family("hashsplit_shares_total"));
         assert!(!PoolSeries::has_family("hashsplit_pool_upp"));
+    }
+}
+
+#[cfg(test)]
+mod names_a_bit_apart {
+    use crate::metrics::Metrics;
+
+    #[test]
+    fn pools_whose_names_differ_in_one_bit_all_register() {
+        // With one collector per pool, pool2's descriptor hashes summed to
+        // one already taken by pool0 and pool1's.
+        let metrics = Metrics::new(&[]);
+        let names = ["pool0", "pool1", "pool2", "pool3", "a", "b", "c"];
+        let pools: Vec<_> = names.map(super::PoolSeries::new).into();
+        for pool in &pools {
+            pool.register(metrics.registry()).unwrap();
+            pool.up.set(1);
+        }
+        assert_eq!(metrics.sum("hashsplit_pool_up", &[]), names.len() as f64);
     }
 }

@@ -227,6 +227,18 @@ impl ShareSeries {
         &self.0.pool
     }
 
+    /// Returns the four families, for a pool's series to register one by
+    /// one (see [`super::PoolSeries::register`]).
+    pub(super) fn families(&self) -> (&IntCounter, &IntGauge, &IntCounterVec, &CounterVec) {
+        let series = &self.0;
+        (
+            &series.submitted,
+            &series.in_flight,
+            &series.settled_vec,
+            &series.credited_vec,
+        )
+    }
+
     /// Makes the series visible in `registry`; fails if another collector
     /// has them (the previous owner of the pool name has not let go).
     pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
