@@ -277,7 +277,10 @@ fn validate_policy(diag: &mut Diagnostics<'_>, raw: RawPolicy) -> PolicyConfig {
         raw.rebalance_every,
         defaults.rebalance_every,
     );
-    if window < rebalance_every * 4 {
+    if rebalance_every
+        .checked_mul(4)
+        .is_none_or(|four| window < four)
+    {
         diag.error(
             "policy.window",
             window_span,

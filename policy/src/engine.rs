@@ -117,7 +117,7 @@ impl Engine {
         // Hashrates of real machines hardly change, so the estimate may
         // average over several windows; its noise is what limits how close
         // to a cap the split can be held.
-        let tau = self.policy.config.window * 3;
+        let tau = self.policy.config.window.saturating_mul(3);
         match observation {
             Observation::Work { miner, work, .. } => {
                 let state = self

@@ -142,7 +142,7 @@ pub(super) fn read_network(
     let max_age_span = raw.max_age.as_ref().map(Spanned::span);
     let max_age = diag
         .positive_duration("network.max_age", raw.max_age)
-        .unwrap_or(refresh * 3);
+        .unwrap_or(refresh.saturating_mul(3));
     if max_age < refresh {
         diag.error(
             "network.max_age",
